@@ -1,0 +1,1 @@
+"""The bundled daemons: each a factory plus a thin ``main()``."""

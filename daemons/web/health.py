@@ -1,0 +1,62 @@
+"""Health routes: liveness, readiness and feature flags."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from daemons.web.keys import REDIS, SETTINGS, STORE
+from daemons.web.middleware import has_operator_token
+from opsctl.health import (
+    CheckResult,
+    check_database,
+    check_queue_backend,
+    iso_time,
+    run_checks,
+    worst,
+)
+
+routes = web.RouteTableDef()
+
+
+def health_response(results: list[CheckResult], *, detailed: bool) -> web.Response:
+    """200 on pass or warn, 503 on fail; details only for an operator."""
+    status = worst(r.status for r in results)
+    body: dict[str, Any] = {
+        "status": status,
+        "checks": {r.name: r.to_json(detailed=detailed) for r in results},
+        "checkedAt": iso_time(max((r.checked_at for r in results), default=0.0)),
+    }
+    return web.json_response(
+        body, status=503 if status == "fail" else 200, headers={"Cache-Control": "no-store"}
+    )
+
+
+@routes.get("/api/health/live")
+async def live(request: web.Request) -> web.Response:
+    return web.json_response({"status": "pass"}, headers={"Cache-Control": "no-store"})
+
+
+@routes.get("/api/health/ready")
+async def ready(request: web.Request) -> web.Response:
+    app = request.app
+    settings = app[SETTINGS]
+    store = app.get(STORE)
+    redis = app.get(REDIS)
+    results = await run_checks(
+        [lambda: check_database(store), lambda: check_queue_backend(settings, redis)]
+    )
+    return health_response(results, detailed=has_operator_token(request))
+
+
+@routes.get("/api/health/features")
+async def features(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    return web.json_response(
+        {
+            "environment": settings.env,
+            "features": {"GENERIC_EXECUTOR_ENABLED": settings.generic_executor_active},
+            "configured": {"GENERIC_EXECUTOR_ENABLED": settings.generic_executor_enabled},
+        }
+    )

@@ -1,0 +1,114 @@
+"""The OpenAPI 3.1 description of the web daemon, served at ``/api/openapi.json``.
+
+Each route module adds its paths here; a test checks that every registered route is described.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+import opsctl
+
+routes = web.RouteTableDef()
+
+_CHECK = {
+    "type": "object",
+    "required": ["status", "output"],
+    "properties": {
+        "status": {"$ref": "#/components/schemas/Status"},
+        "output": {"type": "string", "description": "why the check has this status"},
+        "observedValue": {"description": "what the check measured (with the operator token)"},
+        "observedUnit": {"type": "string"},
+        "time": {"type": "string", "format": "date-time"},
+    },
+}
+
+_HEALTH = {
+    "type": "object",
+    "required": ["status", "checks", "checkedAt"],
+    "properties": {
+        "status": {"$ref": "#/components/schemas/Status"},
+        "checks": {
+            "type": "object",
+            "additionalProperties": {"$ref": "#/components/schemas/Check"},
+        },
+        "checkedAt": {"type": "string", "format": "date-time"},
+    },
+}
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _health_op(summary: str) -> dict[str, Any]:
+    ref = {"$ref": "#/components/schemas/Health"}
+    return {
+        "get": {
+            "summary": summary,
+            "security": [{}, {"bearer": []}],
+            "responses": {
+                "200": _json("pass or warn; details only with the operator token", ref),
+                "503": _json("fail: at least one check failed", ref),
+            },
+        }
+    }
+
+
+def build_spec() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "opsctl web daemon",
+            "version": opsctl.__version__,
+            "description": "Health, status and operations API of the connector platform.",
+        },
+        "paths": {
+            "/api/health/live": {
+                "get": {
+                    "summary": "Liveness: 200 while the event loop runs",
+                    "responses": {"200": _json("alive", {"type": "object"})},
+                }
+            },
+            "/api/health/ready": _health_op("Readiness: database and queue"),
+            "/api/health/features": {
+                "get": {
+                    "summary": "Feature flags and their effective values",
+                    "responses": {
+                        "200": _json(
+                            "flags",
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "environment": {"enum": ["development", "production"]},
+                                    "features": {"type": "object"},
+                                    "configured": {"type": "object"},
+                                },
+                            },
+                        )
+                    },
+                }
+            },
+            "/api/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {"200": _json("OpenAPI 3.1", {"type": "object"})},
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Status": {"enum": ["pass", "warn", "fail"]},
+                "Check": _CHECK,
+                "Health": _HEALTH,
+            },
+        },
+    }
+
+
+@routes.get("/api/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(build_spec())

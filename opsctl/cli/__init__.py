@@ -1,0 +1,25 @@
+"""The ``opsctl`` command. ``main`` answers ``--version`` before importing Typer, for speed."""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    args = sys.argv[1:] if argv is None else argv
+    if args in (["--version"], ["-V"]):
+        from opsctl import __version__
+
+        print(f"opsctl {__version__}")
+        raise SystemExit(0)
+
+    from opsctl.cli.app import app
+    from opsctl.entry import run_entry
+
+    def body() -> int:
+        # Click handles its own usage errors (exit 2); an OpsctlError escapes to run_entry.
+        app(args=args, prog_name="opsctl")
+        return 0
+
+    run_entry(body)

@@ -1,0 +1,93 @@
+"""Helpers shared by the tests: real servers, real processes, no fakes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+
+ADMIN_PG_URL = os.environ.get("OPSCTL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("OPSCTL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+OPSCTL = str(Path(sys.executable).with_name("opsctl"))
+
+# Variables a test must not inherit from the developer's shell.
+_CONFIG_PREFIXES = ("OPSCTL_", "DATABASE_URL", "QUEUE_REDIS", "PORT", "APP_URL",
+                    "SECRET_MANAGER_PROVIDER", "GENERIC_EXECUTOR_ENABLED", "DEFINITIONS_PATH")
+
+
+def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The process environment without any opsctl configuration, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_CONFIG_PREFIXES)}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_opsctl(
+    *args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``opsctl`` command to completion."""
+    return subprocess.run(
+        [OPSCTL, *args],
+        env=clean_env(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+class Daemon:
+    """An ``opsctl daemon …`` child process, stopped (and reaped) by ``stop``."""
+
+    def __init__(self, args: list[str], env: Mapping[str, str], cwd: Path, log: Path):
+        self.log_path = log
+        self._log = log.open("wb")
+        self.proc = subprocess.Popen(
+            [OPSCTL, *args], env=clean_env(env), cwd=cwd, stdout=self._log,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    @property
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_http(self, url: str, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited with {self.proc.returncode}:\n{self.output}")
+            try:
+                with urllib.request.urlopen(url, timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError(f"{url} did not answer within {timeout} s:\n{self.output}")
+
+    def signal(self, sig: int) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 15) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self._log.close()
+        return self.proc.returncode

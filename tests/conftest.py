@@ -1,0 +1,106 @@
+"""Fixtures: an isolated PostgreSQL database and Redis namespace per test, on real servers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+import redis
+
+from opsctl.settings import Settings, load_settings
+from opsctl.store import Store, connect
+from tests._support import ADMIN_PG_URL, REDIS_URL, Daemon
+
+SettingsFactory = Callable[..., Settings]
+
+
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(ADMIN_PG_URL, timeout=10)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    """A fresh, empty PostgreSQL database for this test alone, dropped afterwards."""
+    name = f"opsctl_t_{uuid.uuid4().hex[:12]}"
+    await _admin(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(ADMIN_PG_URL)
+    yield urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
+    await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A key prefix no other test uses; its keys are deleted afterwards."""
+    prefix = f"opsctl-test-{uuid.uuid4().hex[:12]}"
+    yield prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    return REDIS_URL
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> SettingsFactory:
+    """Settings from a given environment, with the data directory under ``tmp_path``."""
+
+    def build(**env: str) -> Settings:
+        base = {"OPSCTL_DATA_DIR": str(tmp_path / "data"), "OPSCTL_LOG_FORMAT": "json"}
+        base.update(env)
+        return load_settings(base, cwd=tmp_path)
+
+    return build
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def store_settings(
+    backend: str, make_settings: SettingsFactory, request: pytest.FixtureRequest
+) -> Settings:
+    """Settings whose DATABASE_URL is SQLite or a fresh PostgreSQL database, per ``backend``."""
+    if backend == "sqlite":
+        return make_settings()
+    url = request.getfixturevalue("pg_url")
+    return make_settings(DATABASE_URL=url)
+
+
+@pytest.fixture
+async def store(store_settings: Settings) -> AsyncIterator[Store]:
+    opened = await connect(store_settings)
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+def daemons(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
+    """Start ``opsctl`` daemons as real processes; every one is stopped at teardown."""
+    started: list[Daemon] = []
+
+    def start(*args: str, env: dict[str, str], log_name: str | None = None) -> Daemon:
+        log = tmp_path / (log_name or f"daemon-{len(started)}.log")
+        daemon = Daemon(list(args), env, tmp_path, log)
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in reversed(started):
+        daemon.stop()
