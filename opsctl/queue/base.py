@@ -1,0 +1,176 @@
+"""The job queue's contract: the types and the interface both backends implement.
+
+Semantics (DESIGN.md §7): at-least-once. A job is never removed before it is acknowledged.
+``reserve`` hands out jobs under a lease that the worker renews; a lease that lapses puts the
+job back (``requeue_expired``). Each reservation gets a new fencing ``token``; ``complete``,
+``fail``, ``renew`` and ``release`` act only when the token is still the job's current one, so a
+late finisher cannot overwrite the new owner's result. ``fail`` with a ``retry_at`` sends the job
+through the delayed set; past ``max_attempts`` (or with ``retry_at=None``) it goes to the dead
+set with its reason stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+JobStatus = Literal["ready", "delayed", "active", "done", "dead"]
+FailOutcome = Literal["retry", "dead", "stale"]
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A job to enqueue. ``payload`` must be JSON-serialisable."""
+
+    kind: str
+    payload: Any = None
+    delay_s: float | None = None
+    run_at: float | None = None
+    idempotency_key: str | None = None
+    max_attempts: int | None = None
+    job_id: str | None = None
+    """An explicit id; enqueueing an id that exists returns it without a second job."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """A reserved job, as a worker holds it."""
+
+    id: str
+    kind: str
+    payload: Any
+    queue: str
+    attempt: int
+    """1 on the first run; counts runs that ended (failed, lapsed), not releases."""
+    max_attempts: int
+    token: int
+    """Fencing token of this reservation; every reservation of the job gets a larger one."""
+    enqueued_at: float
+    """When the job was created (the backend's clock: Redis TIME, or time.time() for SQLite)."""
+    lease_until: float
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """A job as ``get`` and ``dead`` show it."""
+
+    id: str
+    kind: str
+    payload: Any
+    queue: str
+    status: JobStatus
+    attempts: int
+    max_attempts: int
+    created_at: float
+    run_at: float | None = None
+    started_at: float | None = None
+    """When the latest reservation began (backend clock), for enqueue-to-start latency."""
+    finished_at: float | None = None
+    last_error: str | None = None
+    result: Any = None
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    backend: Literal["redis", "sqlite"]
+    waiting: int
+    delayed: int
+    active: int
+    failed: int
+    """Jobs in the dead-letter set."""
+    oldest_waiting_age_s: float
+    completed_last_minute: int
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """What a process says about itself; written under its own key with a short TTL."""
+
+    id: str
+    """``host:pid``"""
+    role: str
+    started_at: float
+    in_flight: int = 0
+    processed: int = 0
+    version: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HeartbeatView:
+    """A heartbeat as a reader sees it."""
+
+    heartbeat: Heartbeat
+    last_seen: float
+    age_s: float
+    live: bool
+
+
+class QueueBackend(Protocol):
+    """One queue on one backend. Every method is safe to call from many processes at once."""
+
+    backend: Literal["redis", "sqlite"]
+    queue: str
+
+    async def enqueue(self, job: NewJob) -> str:
+        """Add one job; return its id (the existing id for a repeated idempotency key/id)."""
+
+    async def enqueue_many(self, jobs: Sequence[NewJob]) -> list[str]:
+        """Add many jobs in as few round trips as the backend allows."""
+
+    async def reserve(
+        self, count: int, *, owner: str, lease_s: float, wait_s: float = 0.0
+    ) -> list[Job]:
+        """Take up to ``count`` ready jobs under a lease; wait up to ``wait_s`` for the first."""
+
+    async def renew(self, jobs: Sequence[Job], *, lease_s: float) -> list[str]:
+        """Extend the leases; return the ids whose lease was lost (token no longer current)."""
+
+    async def complete(self, outcomes: Sequence[tuple[Job, Any]]) -> list[bool]:
+        """Acknowledge jobs with their results; False for each stale token (nothing written)."""
+
+    async def fail(self, job: Job, error: str, *, retry_at: float | None) -> FailOutcome:
+        """Record a failed run: retry at ``retry_at``, or dead-letter past the attempt limit
+        or when ``retry_at`` is None; ``stale`` when the token is no longer current."""
+
+    async def release(self, jobs: Sequence[Job]) -> None:
+        """Put unfinished jobs back at the front of the ready queue; the run does not count."""
+
+    async def promote_due(self, limit: int = 1000) -> int:
+        """Move delayed jobs whose time has come to ready; return how many moved."""
+
+    async def requeue_expired(self, limit: int = 1000) -> int:
+        """Put jobs whose lease lapsed back to ready (or dead past the limit)."""
+
+    async def stats(self) -> QueueStats: ...
+
+    async def get(self, job_id: str) -> JobInfo | None: ...
+
+    async def dead(self, limit: int = 100) -> list[JobInfo]:
+        """Dead-lettered jobs, newest first."""
+
+    async def retry_dead(self, ids: Sequence[str] | None = None) -> int:
+        """Move dead jobs (all, or these) back to ready with a fresh attempt count."""
+
+    async def purge_dead(self, ids: Sequence[str] | None = None) -> int:
+        """Delete dead jobs (all, or these) for good."""
+
+    async def beat(self, heartbeat: Heartbeat, *, ttl_s: float) -> None:
+        """Write this process's heartbeat under its own key."""
+
+    async def remove_heartbeat(self, process_id: str) -> None:
+        """Delete a heartbeat (on clean exit)."""
+
+    async def heartbeats(self, *, ttl_s: float) -> list[HeartbeatView]:
+        """Every process seen recently: live ones, and stale ones whose key lapsed."""
+
+    async def ping(self) -> float:
+        """Seconds for one round trip to the backend."""
+
+    async def close(self) -> None: ...
