@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 import redis.asyncio as aioredis
@@ -31,6 +32,18 @@ def create_redis(
     )
 
 
+def _root_os_error(exc: BaseException) -> OSError | None:
+    """The OSError under a driver's exception, if any (its errno says why a connect failed)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError) and not isinstance(current, TimeoutError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def describe_redis_error(url: str, exc: BaseException) -> str:
     """One sentence for a failed Redis call, naming the address and never the password."""
     where = redact_url(url)
@@ -40,10 +53,14 @@ def describe_redis_error(url: str, exc: BaseException) -> str:
         return f"Redis at {where} answered with an error: {exc}"
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return f"Redis at {where} did not answer in time"
-    text = str(exc).strip().rstrip(".")
-    # redis-py says "Error 111 connecting to host:port. Connection refused."; keep the why.
-    reason = text.split(". ", 1)[1] if "connecting to" in text and ". " in text else text
-    reason = reason or type(exc).__name__
+    os_error = _root_os_error(exc)
+    if os_error is not None and os_error.errno:
+        reason = os.strerror(os_error.errno)
+    else:
+        text = str(exc).strip().rstrip(".")
+        # redis-py says "Error 111 connecting to host:port. Connection refused."; keep the why.
+        reason = text.split(". ", 1)[1] if "connecting to" in text and ". " in text else text
+        reason = reason or type(exc).__name__
     return f"cannot reach Redis at {where}: {reason}"
 
 

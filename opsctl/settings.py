@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit
 
 from opsctl.errors import ConfigError
 
@@ -78,24 +78,14 @@ class Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
+_PASSWORD_IN_URL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@]*):.*@")  # greedy: hide all
+
+
 def redact_url(url: str | None) -> str:
     """The URL with any password replaced by ``***``, safe for logs and error messages."""
     if not url:
         return ""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return _PASSWORD_IN_URL.sub(r"\1:***@", url)
 
 
 def sqlite_path_from_url(url: str) -> Path:

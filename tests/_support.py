@@ -17,8 +17,16 @@ REDIS_URL = os.environ.get("OPSCTL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 OPSCTL = str(Path(sys.executable).with_name("opsctl"))
 
 # Variables a test must not inherit from the developer's shell.
-_CONFIG_PREFIXES = ("OPSCTL_", "DATABASE_URL", "QUEUE_REDIS", "PORT", "APP_URL",
-                    "SECRET_MANAGER_PROVIDER", "GENERIC_EXECUTOR_ENABLED", "DEFINITIONS_PATH")
+_CONFIG_PREFIXES = (
+    "OPSCTL_",
+    "DATABASE_URL",
+    "QUEUE_REDIS",
+    "PORT",
+    "APP_URL",
+    "SECRET_MANAGER_PROVIDER",
+    "GENERIC_EXECUTOR_ENABLED",
+    "DEFINITIONS_PATH",
+)
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -57,8 +65,12 @@ class Daemon:
         self.log_path = log
         self._log = log.open("wb")
         self.proc = subprocess.Popen(
-            [OPSCTL, *args], env=clean_env(env), cwd=cwd, stdout=self._log,
-            stderr=subprocess.STDOUT, start_new_session=True,
+            [OPSCTL, *args],
+            env=clean_env(env),
+            cwd=cwd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -18,22 +19,25 @@ from tests._support import ADMIN_PG_URL, REDIS_URL, Daemon
 SettingsFactory = Callable[..., Settings]
 
 
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(ADMIN_PG_URL, timeout=10)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
+def _admin(sql: str) -> None:
+    async def run() -> None:
+        conn = await asyncpg.connect(ADMIN_PG_URL, timeout=10)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
 
 
 @pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
+def pg_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database for this test alone, dropped afterwards."""
     name = f"opsctl_t_{uuid.uuid4().hex[:12]}"
-    await _admin(f'CREATE DATABASE "{name}"')
+    _admin(f'CREATE DATABASE "{name}"')
     parts = urlsplit(ADMIN_PG_URL)
     yield urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
-    await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
@@ -73,7 +77,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def store_settings(
+def store_settings(
     backend: str, make_settings: SettingsFactory, request: pytest.FixtureRequest
 ) -> Settings:
     """Settings whose DATABASE_URL is SQLite or a fresh PostgreSQL database, per ``backend``."""

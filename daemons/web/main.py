@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 from typing import NoReturn
 
 from aiohttp import web
@@ -21,11 +22,18 @@ log = logging.getLogger("opsctl.web")
 DRAIN_DEADLINE_S = 20.0
 
 
-async def serve(settings: Settings, *, drain_deadline: float = DRAIN_DEADLINE_S) -> None:
+async def serve(
+    settings: Settings,
+    *,
+    drain_deadline: float = DRAIN_DEADLINE_S,
+    app: web.Application | None = None,
+    shutdown: ShutdownSignal | None = None,
+) -> None:
     """Serve until SIGTERM or SIGINT, then stop accepting, finish requests and close."""
-    shutdown = ShutdownSignal()
-    shutdown.install()
-    app = create_app(settings)
+    if shutdown is None:
+        shutdown = ShutdownSignal()
+        shutdown.install()
+    app = app or create_app(settings)
     runner = web.AppRunner(
         app, access_log=None, shutdown_timeout=drain_deadline, handle_signals=False
     )
@@ -36,7 +44,8 @@ async def serve(settings: Settings, *, drain_deadline: float = DRAIN_DEADLINE_S)
             await site.start()
         except OSError as exc:
             raise OpsctlError(
-                f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}",
+                f"cannot listen on {settings.host}:{settings.port}: "
+                f"{os.strerror(exc.errno) if exc.errno else exc}",
                 hint="choose another PORT or stop the process using it",
             ) from None
         port = runner.addresses[0][1] if runner.addresses else settings.port

@@ -20,13 +20,14 @@ import aiosqlite
 from opsctl.errors import StoreError
 from opsctl.store.base import Queryable, Row
 
-_PLACEHOLDER = re.compile(r"\$(\d+)")
+# A quoted string or identifier is kept as it is; only a bare $N is a placeholder.
+_PLACEHOLDER = re.compile(r"('(?:[^']|'')*'|\"(?:[^\"]|\"\")*\")|\$(\d+)")
 BUSY_TIMEOUT_MS = 15_000
 
 
 def to_sqlite(sql: str) -> str:
     """Rewrite ``$1`` placeholders to SQLite's ``?1``."""
-    return _PLACEHOLDER.sub(r"?\1", sql)
+    return _PLACEHOLDER.sub(lambda m: m.group(1) or f"?{m.group(2)}", sql)
 
 
 def _wrap(exc: sqlite3.Error, path: Path) -> StoreError:
@@ -132,6 +133,11 @@ class SQLiteStore:
             await db.execute("PRAGMA foreign_keys = ON")
         except sqlite3.DatabaseError as exc:
             await db.close()
+            if "unable to open" in str(exc):
+                raise StoreError(
+                    f"cannot open SQLite database {path}: its directory is not writable",
+                    hint=f"WAL mode needs to create {path.name}-wal and {path.name}-shm beside it",
+                ) from exc
             raise StoreError(
                 f"cannot use SQLite database {path}: {exc}",
                 hint="the file may not be a SQLite database; move it aside or fix DATABASE_URL",
