@@ -22,6 +22,17 @@ WORKER_DRAIN_DEADLINE_S = 20.0
 TIMERS_INTERVAL_S = 0.5
 TIMERS_BATCH = 1000
 SCHEDULER_INTERVAL_S = 1.0
+WORKER_RESERVE_WAIT_S = 0.5  # a reserve blocks this long for the first job, then loops
+WORKER_MAINTENANCE_S = 2.0  # fallback promote/requeue when no timers daemon runs
+WORKER_COMPLETE_BATCH = 1000  # most results acknowledged in one call
+WORKER_FLUSH_DELAY_S = 0.001  # results gather this long before they are acknowledged
+BACKEND_RETRY_MIN_S = 0.5  # backoff while the queue backend is unreachable
+BACKEND_RETRY_MAX_S = 5.0
+
+# Job kinds
+JOB_TIMEOUT_S = 300.0
+JOB_MODULES_ENV = "OPSCTL_JOB_MODULES"  # comma list of modules that register job kinds
+SCHEDULE_JOB_ID = "sched:{name}:{occurrence}"  # one id per cron occurrence
 
 # Health
 DRAIN_THRESHOLD_S = 60.0
@@ -37,8 +48,22 @@ DRAIN_THRESHOLD_S = 60.0
 #   P:idem:<key>          idempotency key → job id (expires)
 #   P:hb:<host:pid>       one process's heartbeat (expires)
 #   P:hb:index            zset host:pid → last beat, to list stale processes too
+#   P:hb:last             hash host:pid → its last heartbeat, so a stale one still shows its role
 JOB_KEY = "{prefix}:job:{id}"
 QUEUE_KEY = "{prefix}:q:{queue}:{part}"
 IDEMPOTENCY_KEY = "{prefix}:idem:{key}"
 HEARTBEAT_KEY = "{prefix}:hb:{id}"
 HEARTBEAT_INDEX_KEY = "{prefix}:hb:index"
+HEARTBEAT_LAST_KEY = "{prefix}:hb:last"
+
+# Topology and supervisor (opsctl/topology.py, opsctl/supervisor/)
+WEB_DRAIN_DEADLINE_S = 20.0  # in-flight requests finish within this after SIGTERM
+SCHEDULER_DRAIN_DEADLINE_S = 5.0  # a tick in progress finishes, then the scheduler exits
+TIMERS_DRAIN_DEADLINE_S = 5.0
+KILL_GRACE_S = 10.0  # a kill timeout is the drain deadline plus this margin
+LIVENESS_PATH = "/api/health/live"
+READINESS_PATH = "/api/health/ready"
+PRODUCTION_READY_PATH = "/api/production/ready"
+HEARTBEAT_PATH = "/api/production/queue/heartbeat"
+DEPLOY_GATE_TIMEOUT_S = 120
+SUPERVISOR_SOCKET = "supervisor.sock"  # in OPSCTL_DATA_DIR

@@ -1,0 +1,20 @@
+-- Counts of every state, the age of the next job to run, and completions in the last minute.
+-- KEYS: 1 ready, 2 delayed, 3 active, 4 dead
+-- ARGV: 1 job key prefix, 2 completion counter prefix
+-- Returns {waiting, delayed, active, dead, oldest waiting age (s), completed last minute}.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local age = 0
+local oldest = redis.call('LINDEX', KEYS[1], -1)
+if oldest then
+  local f = redis.call('HMGET', ARGV[1] .. oldest, 'ready_at', 'created_at')
+  local since = tonumber(f[1] or f[2])
+  if since then age = math.max(0, now - since) end
+end
+local second = tonumber(t[1])
+local completed = 0
+for s = second - 59, second do
+  completed = completed + (tonumber(redis.call('GET', ARGV[2] .. s)) or 0)
+end
+return {redis.call('LLEN', KEYS[1]), redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]),
+  redis.call('ZCARD', KEYS[4]), string.format('%.6f', age), completed}
