@@ -7,7 +7,10 @@ import os
 import time
 
 import redis.asyncio as aioredis
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.retry import Retry
 
 from opsctl.errors import QueueUnavailable
 from opsctl.settings import Settings, redact_url
@@ -23,8 +26,12 @@ def create_redis(
     """A pooled async client for ``QUEUE_REDIS_URL``; the caller closes it with ``aclose()``."""
     if not settings.queue_redis_url:
         raise QueueUnavailable("QUEUE_REDIS_URL is not set, so there is no Redis to connect to")
+    # One retry on a dropped connection: after a Redis restart every pooled connection is
+    # stale, and the first command on each would otherwise fail although Redis is back.
     return aioredis.Redis.from_url(
         settings.queue_redis_url,
+        retry=Retry(ExponentialBackoff(cap=0.25, base=0.01), retries=1),
+        retry_on_error=[RedisConnectionError],
         socket_connect_timeout=CONNECT_TIMEOUT_S,
         socket_timeout=socket_timeout,
         health_check_interval=30,

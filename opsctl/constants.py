@@ -67,3 +67,16 @@ PRODUCTION_READY_PATH = "/api/production/ready"
 HEARTBEAT_PATH = "/api/production/queue/heartbeat"
 DEPLOY_GATE_TIMEOUT_S = 120
 SUPERVISOR_SOCKET = "supervisor.sock"  # in OPSCTL_DATA_DIR
+
+# Encryption keys and the rotation daemon (opsctl/crypto/, daemons/encryption_rotation.py)
+KEYRING_FILE = "keyring.json"  # in OPSCTL_DATA_DIR: the development master key, mode 0600
+KEY_MAX_AGE_DAYS = 90.0  # OPSCTL_KEY_MAX_AGE_DAYS: the daemon replaces an active key this old
+KEYS_ROTATE_LOCK = "opsctl:keys:rotate"  # store.locked name: one key change at a time
+KEYS_REENCRYPT_LOCK = "opsctl:keys:reencrypt"  # store.locked name: one batch at a time
+ROTATION_BATCH = 500  # rows re-encrypted per transaction
+ROTATION_INTERVAL_S = 2.0  # how often an idle daemon looks for a new key or rows to move
+ROTATION_RESCAN_S = 300.0  # a pass that left undecryptable rows behind is retried this often
+ROTATION_RECOUNT_S = 30.0  # an idle daemon recounts rows per key (for its heartbeat) this often
+MASTER_KEY_RELOAD_S = 60.0  # processes look for a changed master key at most this often
+ROTATION_DRAIN_DEADLINE_S = 10.0  # the batch under way commits, then the daemon exits
+KEYS_WAIT_TIMEOUT_S = 600.0  # `opsctl keys rotate --wait` gives up after this long

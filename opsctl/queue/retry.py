@@ -6,6 +6,8 @@ import random
 
 from opsctl.constants import RETRY_BASE_S, RETRY_CAP_S
 
+_RNG = random.Random()
+
 
 def backoff_delay(
     attempt: int,
@@ -19,5 +21,5 @@ def backoff_delay(
     Half the exponential step is fixed and half is jitter, so retries of jobs that failed
     together spread out without any retry coming sooner than half its step.
     """
-    step = min(cap_s, base_s * 2 ** max(0, attempt - 1))
-    return step / 2 + (rng or random).uniform(0, step / 2)
+    step = min(cap_s, base_s * 2.0 ** max(0, attempt - 1))
+    return step / 2 + (rng or _RNG).uniform(0, step / 2)

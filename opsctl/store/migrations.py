@@ -38,6 +38,47 @@ _META = (
     " updated_at DOUBLE PRECISION NOT NULL)"
 )
 
+# The ConnectorRegistry (opsctl/connectors/registry.py). A connector without a row is at its
+# definition's release_stage; api_clients hold secret references, never secret values.
+_REGISTRY = (
+    "CREATE TABLE connectors ("
+    " id TEXT PRIMARY KEY,"
+    " stage TEXT NOT NULL CHECK (stage IN ('experimental', 'beta', 'stable', 'deprecated')),"
+    " digest TEXT NOT NULL,"
+    " version TEXT NOT NULL,"
+    " updated_at DOUBLE PRECISION NOT NULL,"
+    " updated_by TEXT NOT NULL)",
+    "CREATE TABLE api_clients ("
+    " connector_id TEXT PRIMARY KEY,"
+    " kind TEXT NOT NULL CHECK (kind IN ('oauth', 'api_key')),"
+    " client_id TEXT,"
+    " secret_ref TEXT NOT NULL,"
+    " fingerprint TEXT NOT NULL,"
+    " registered_at DOUBLE PRECISION NOT NULL,"
+    " registered_by TEXT NOT NULL)",
+    "CREATE TABLE connections ("
+    " id TEXT PRIMARY KEY,"
+    " connector_id TEXT NOT NULL,"
+    " status TEXT NOT NULL CHECK (status IN ('active', 'needs_reauth')),"
+    " status_reason TEXT,"
+    " account_label TEXT,"
+    " config TEXT NOT NULL,"
+    " created_at DOUBLE PRECISION NOT NULL,"
+    " created_by TEXT NOT NULL,"
+    " updated_at DOUBLE PRECISION NOT NULL)",
+    "CREATE INDEX connections_connector_id ON connections (connector_id)",
+)
+_AUDIT_COLUMNS = (
+    " at DOUBLE PRECISION NOT NULL,"
+    " who TEXT NOT NULL,"
+    " action TEXT NOT NULL,"
+    " connector_id TEXT,"
+    " subject TEXT,"
+    " before_json TEXT,"
+    " after_json TEXT"
+)
+_AUDIT_INDEX = "CREATE INDEX audit_connector_id ON audit (connector_id, id)"
+
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -52,6 +93,110 @@ MIGRATIONS: tuple[Migration, ...] = (
             _META,
             "INSERT INTO meta VALUES ('instance_id',"
             " md5(random()::text || clock_timestamp()::text), extract(epoch FROM now()))",
+        ),
+    ),
+    Migration(
+        2,
+        "cron schedules",
+        **same_sql(
+            "CREATE TABLE schedules ("
+            " name TEXT PRIMARY KEY,"
+            " cron TEXT NOT NULL,"
+            " kind TEXT NOT NULL,"
+            " payload TEXT NOT NULL,"
+            " queue TEXT NOT NULL,"
+            " enabled INTEGER NOT NULL DEFAULT 1,"
+            " created_at DOUBLE PRECISION NOT NULL,"
+            " last_occurrence DOUBLE PRECISION,"
+            " last_job_id TEXT)"
+        ),
+    ),
+    Migration(
+        3,
+        "encryption keys",
+        **same_sql(
+            # Data keys, each wrapped (AES-256-GCM) under the master key named by master_key_id.
+            "CREATE TABLE encryption_keys ("
+            " id TEXT PRIMARY KEY,"
+            " state TEXT NOT NULL CHECK (state IN ('active', 'inactive', 'retired')),"
+            " wrapped_key TEXT NOT NULL,"
+            " master_key_id TEXT NOT NULL,"
+            " created_at DOUBLE PRECISION NOT NULL,"
+            " activated_at DOUBLE PRECISION,"
+            " deactivated_at DOUBLE PRECISION,"
+            " retired_at DOUBLE PRECISION)",
+            "CREATE UNIQUE INDEX encryption_keys_one_active ON encryption_keys (state)"
+            " WHERE state = 'active'",
+        ),
+    ),
+    Migration(
+        4,
+        "encrypted credentials",
+        **same_sql(
+            "CREATE TABLE credentials ("
+            " connection_id TEXT NOT NULL,"
+            " name TEXT NOT NULL,"
+            " ciphertext TEXT NOT NULL,"
+            " key_id TEXT NOT NULL REFERENCES encryption_keys (id),"
+            " fingerprint TEXT NOT NULL,"
+            " row_version BIGINT NOT NULL,"
+            " created_at DOUBLE PRECISION NOT NULL,"
+            " updated_at DOUBLE PRECISION NOT NULL,"
+            " PRIMARY KEY (connection_id, name))",
+            "CREATE INDEX credentials_key_id ON credentials (key_id)",
+        ),
+    ),
+    Migration(
+        5,
+        "key rotation cursors",
+        **same_sql(
+            # One re-encryption pass per target key: rows after the cursor are still to visit.
+            "CREATE TABLE rotation_state ("
+            " target_key_id TEXT PRIMARY KEY,"
+            " cursor_connection_id TEXT NOT NULL,"
+            " cursor_name TEXT NOT NULL,"
+            " moved BIGINT NOT NULL,"
+            " failed BIGINT NOT NULL,"
+            " passes INTEGER NOT NULL,"
+            " started_at DOUBLE PRECISION NOT NULL,"
+            " updated_at DOUBLE PRECISION NOT NULL,"
+            " finished_at DOUBLE PRECISION)"
+        ),
+    ),
+    Migration(
+        6,
+        "connector registry",
+        sqlite=(
+            *_REGISTRY,
+            "CREATE TABLE audit ("
+            " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+            f"{_AUDIT_COLUMNS})",
+            _AUDIT_INDEX,
+        ),
+        postgresql=(
+            *_REGISTRY,
+            "CREATE TABLE audit ("
+            " id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+            f"{_AUDIT_COLUMNS})",
+            _AUDIT_INDEX,
+        ),
+    ),
+    Migration(
+        7,
+        "oauth states and refresh leases",
+        **same_sql(
+            # Pending authorisations when no Redis is configured: consumed once, short-lived.
+            "CREATE TABLE oauth_states ("
+            " state_hash TEXT PRIMARY KEY,"
+            " connector_id TEXT NOT NULL,"
+            " payload TEXT NOT NULL,"
+            " expires_at DOUBLE PRECISION NOT NULL)",
+            "CREATE INDEX oauth_states_expires_at ON oauth_states (expires_at)",
+            # One token refresh per connection across processes when no Redis is configured.
+            "CREATE TABLE oauth_refresh_leases ("
+            " connection_id TEXT PRIMARY KEY,"
+            " owner TEXT NOT NULL,"
+            " expires_at DOUBLE PRECISION NOT NULL)",
         ),
     ),
 )
