@@ -1,0 +1,191 @@
+"""``opsctl status``, ``opsctl restart`` and ``opsctl stop``: talk to a running ``opsctl up``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from opsctl.cli._common import JSON_HELP, print_json, settings_from_env
+from opsctl.topology import TOPOLOGY
+
+if TYPE_CHECKING:
+    from opsctl.health import QueueSnapshot
+
+JsonFlag = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
+Target = Annotated[
+    str, typer.Argument(metavar="TYPE[.N]", help="A process type (every instance) or one instance.")
+]
+
+# A stop waits for the drain: the longest kill timeout, plus time to answer.
+_ACTION_TIMEOUT_S = max(p.kill_timeout_s for p in TOPOLOGY) + 15
+
+
+def status_cmd(as_json: JsonFlag = False) -> None:
+    """Show each supervised process: state, pid, uptime, restarts, CPU and memory.
+
+    Below them, the queue and every process heartbeat (workers on other machines too).
+    Exits 1 when no `opsctl up` runs for this data directory.
+    """
+    import asyncio
+
+    from opsctl.health import read_queue
+    from opsctl.supervisor.control import SupervisorNotRunning, socket_path, status
+
+    settings = settings_from_env()
+    path = socket_path(settings.data_dir)
+    snapshot = asyncio.run(read_queue(settings))
+    try:
+        about, infos = status(path)
+    except SupervisorNotRunning:
+        if as_json:
+            print_json(
+                {"supervisor": None, "socket": str(path), "processes": [], **_fleet_json(snapshot)}
+            )
+            raise typer.Exit(1) from None
+        _print_fleet(snapshot)
+        raise
+    if as_json:
+        print_json(
+            {
+                "supervisor": about,
+                "processes": [info.to_json() for info in infos],
+                **_fleet_json(snapshot),
+            }
+        )
+        return
+    rows = [
+        [
+            info.name,
+            info.state,
+            str(info.pid) if info.pid else "-",
+            _age(info.uptime_s),
+            str(info.restarts),
+            f"{info.cpu_percent:.1f}%" if info.cpu_percent is not None else "-",
+            _size(info.memory_bytes),
+            info.reason or (f"last exit {info.exit_code}" if info.exit_code is not None else ""),
+        ]
+        for info in infos
+    ]
+    _table(["PROCESS", "STATE", "PID", "UPTIME", "RESTARTS", "CPU", "MEMORY", "NOTE"], rows)
+    typer.echo(
+        f"\nsupervisor pid {about['pid']}, up {_age(about.get('uptime_s'))},"
+        f" control socket {about['socket']}\n"
+    )
+    _print_fleet(snapshot)
+
+
+def _fleet_json(snapshot: QueueSnapshot) -> dict[str, Any]:
+    stats = snapshot.stats
+    return {
+        "queue": None
+        if stats is None
+        else {
+            "backend": stats.backend,
+            "waiting": stats.waiting,
+            "delayed": stats.delayed,
+            "active": stats.active,
+            "failed": stats.failed,
+            "oldestWaitingAgeSeconds": round(stats.oldest_waiting_age_s, 3),
+            "completedLastMinute": stats.completed_last_minute,
+        },
+        "queueError": snapshot.error,
+        "heartbeats": [
+            {
+                "id": v.heartbeat.id,
+                "role": v.heartbeat.role,
+                "live": v.live,
+                "lastSeenSecondsAgo": round(v.age_s, 1),
+                "inFlight": v.heartbeat.in_flight,
+                "processed": v.heartbeat.processed,
+                "version": v.heartbeat.version,
+            }
+            for v in snapshot.processes
+        ],
+    }
+
+
+def _print_fleet(snapshot: QueueSnapshot) -> None:
+    """The queue's counts and every heartbeat, for people."""
+    stats = snapshot.stats
+    if stats is None:
+        typer.echo(f"queue ({snapshot.backend}): unavailable: {snapshot.error}")
+        return
+    typer.echo(
+        f"queue ({stats.backend}): {stats.waiting} waiting, {stats.delayed} delayed,"
+        f" {stats.active} active, {stats.failed} dead; oldest waiting"
+        f" {stats.oldest_waiting_age_s:.1f}s; {stats.completed_last_minute} done in the last minute"
+    )
+    if not snapshot.processes:
+        typer.echo("heartbeats: none (no opsctl process is running against this queue)")
+        return
+    typer.echo("")
+    rows = [
+        [
+            v.heartbeat.id,
+            v.heartbeat.role,
+            "live" if v.live else "stale",
+            _age(v.age_s) + " ago",
+            str(v.heartbeat.in_flight),
+            str(v.heartbeat.processed),
+            v.heartbeat.version,
+        ]
+        for v in sorted(snapshot.processes, key=lambda v: (v.heartbeat.role, v.heartbeat.id))
+    ]
+    _table(["HEARTBEAT", "ROLE", "STATE", "LAST SEEN", "IN FLIGHT", "PROCESSED", "VERSION"], rows)
+
+
+def restart_cmd(target: Target, as_json: JsonFlag = False) -> None:
+    """Restart every instance of TYPE, or one instance TYPE.N (a failed one gets a new chance)."""
+    _act("restart", target, as_json)
+
+
+def stop_cmd(target: Target, as_json: JsonFlag = False) -> None:
+    """Stop TYPE or TYPE.N (drained, killed at its kill timeout); `opsctl restart` starts it."""
+    _act("stop", target, as_json)
+
+
+def _act(op: str, target: str, as_json: bool) -> None:
+    from opsctl.supervisor.control import request, socket_path
+
+    settings = settings_from_env()
+    answer = request(
+        socket_path(settings.data_dir), {"op": op, "target": target}, timeout=_ACTION_TIMEOUT_S
+    )
+    processes: list[dict[str, Any]] = answer["processes"]
+    if as_json:
+        print_json({"processes": processes})
+        return
+    for proc in processes:
+        pid = f" (pid {proc['pid']})" if proc.get("pid") else ""
+        typer.echo(f"{proc['name']}: {proc['state']}{pid}")
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+    for row in [headers, *rows]:
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
