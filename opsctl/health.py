@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from opsctl.connections import describe_redis_error, ping_redis
+from opsctl.connections import describe_redis_error
+from opsctl.constants import HEARTBEAT_TTL_S
 from opsctl.errors import OpsctlError
+from opsctl.queue.base import HeartbeatView, QueueBackend, QueueStats
+from opsctl.secrets import SecretProvider
 from opsctl.settings import Settings
 from opsctl.store import Store, migration_status
 
@@ -101,27 +103,28 @@ async def check_database(store: Store | None) -> CheckResult:
     )
 
 
-async def check_queue_backend(settings: Settings, redis: Redis | None) -> CheckResult:
-    """The queue's backend answers: Redis by PING, the embedded SQLite queue by its file."""
-    if settings.queue_backend == "sqlite":
+async def check_queue_backend(settings: Settings, queue: QueueBackend | None) -> CheckResult:
+    """The queue's backend answers (Redis, or the embedded SQLite queue's file)."""
+    backend = settings.queue_backend
+    if queue is None:
+        return CheckResult(
+            "queue", "fail", "the queue backend is not connected", details={"backend": backend}
+        )
+    try:
+        rtt = await asyncio.wait_for(queue.ping(), CHECK_TIMEOUT_S)
+    except TimeoutError:
         return CheckResult(
             "queue",
-            "pass",
-            "embedded SQLite queue (development only)",
-            details={"backend": "sqlite"},
+            "fail",
+            f"the {backend} queue did not answer within {CHECK_TIMEOUT_S:.0f} s",
+            details={"backend": backend},
         )
-    url = settings.queue_redis_url or ""
-    if redis is None:
-        return CheckResult("queue", "fail", "no Redis client", details={"backend": "redis"})
-    try:
-        rtt = await asyncio.wait_for(ping_redis(redis), CHECK_TIMEOUT_S)
-    except (RedisError, OSError, TimeoutError) as exc:
-        return CheckResult(
-            "queue", "fail", describe_redis_error(url, exc), details={"backend": "redis"}
-        )
-    return CheckResult(
-        "queue", "pass", "redis reachable", round(rtt * 1000, 2), "ms", {"backend": "redis"}
-    )
+    except OpsctlError as exc:
+        return CheckResult("queue", "fail", exc.message, details={"backend": backend})
+    reason = f"{backend} queue reachable"
+    if backend == "sqlite":
+        reason = "embedded SQLite queue reachable (development only)"
+    return CheckResult("queue", "pass", reason, round(rtt * 1000, 2), "ms", {"backend": backend})
 
 
 async def run_checks(checks: Iterable[Callable[[], Awaitable[CheckResult]]]) -> list[CheckResult]:
@@ -135,3 +138,436 @@ async def run_checks(checks: Iterable[Callable[[], Awaitable[CheckResult]]]) -> 
             return CheckResult(name, "fail", f"check crashed: {type(exc).__name__}: {exc}")
 
     return list(await asyncio.gather(*(guarded(c) for c in checks)))
+
+
+# --- the queue: reachable, workers alive, draining, nothing dead -------------------------
+
+
+@dataclass(frozen=True)
+class QueueSnapshot:
+    """One read of the queue's state, shared by every check and body built from it."""
+
+    backend: str
+    stats: QueueStats | None = None
+    processes: tuple[HeartbeatView, ...] = ()
+    rtt_s: float | None = None
+    error: str | None = None
+    taken_at: float = field(default_factory=time.time)
+
+    @property
+    def workers(self) -> list[HeartbeatView]:
+        return [p for p in self.processes if p.heartbeat.role == "worker"]
+
+
+async def snapshot_queue(
+    queue: QueueBackend | None, settings: Settings, *, ttl_s: float = HEARTBEAT_TTL_S
+) -> QueueSnapshot:
+    """Read stats and heartbeats; an unreachable backend is recorded, never raised."""
+    backend = settings.queue_backend
+    if queue is None:
+        return QueueSnapshot(backend, error="the queue backend is not connected")
+    try:
+        rtt = await asyncio.wait_for(queue.ping(), CHECK_TIMEOUT_S)
+        stats, processes = await asyncio.wait_for(
+            asyncio.gather(queue.stats(), queue.heartbeats(ttl_s=ttl_s)), CHECK_TIMEOUT_S
+        )
+    except TimeoutError:
+        return QueueSnapshot(
+            backend, error=f"the {backend} queue did not answer within {CHECK_TIMEOUT_S:.0f} s"
+        )
+    except OpsctlError as exc:
+        return QueueSnapshot(backend, error=exc.message)
+    except (RedisError, OSError) as exc:
+        return QueueSnapshot(
+            backend, error=describe_redis_error(settings.queue_redis_url or "", exc)
+        )
+    return QueueSnapshot(backend, stats, tuple(processes), rtt)
+
+
+def queue_checks(snapshot: QueueSnapshot, *, drain_threshold_s: float) -> list[CheckResult]:
+    """``queue`` reachable, ``workers`` alive, ``draining``, ``dead_letters`` (warn only)."""
+    at = snapshot.taken_at
+    if snapshot.stats is None:
+        reason = snapshot.error or "queue state unknown"
+        return [
+            CheckResult(
+                "queue", "fail", reason, details={"backend": snapshot.backend}, checked_at=at
+            )
+        ]
+    stats = snapshot.stats
+    rtt_ms = round((snapshot.rtt_s or 0.0) * 1000, 2)
+    results = [
+        CheckResult(
+            "queue",
+            "pass",
+            f"{snapshot.backend} queue reachable",
+            rtt_ms,
+            "ms",
+            {"backend": snapshot.backend},
+            at,
+        )
+    ]
+    live = [w for w in snapshot.workers if w.live]
+    stale = [w for w in snapshot.workers if not w.live]
+    if not live:
+        why = "no worker heartbeat is fresh"
+        if stale:
+            why += f" ({len(stale)} stale, last seen {min(w.age_s for w in stale):.0f} s ago)"
+        results.append(
+            CheckResult(
+                "workers",
+                "fail",
+                why + "; start a worker: opsctl daemon worker",
+                0,
+                "workers",
+                checked_at=at,
+            )
+        )
+    elif stale:
+        results.append(
+            CheckResult(
+                "workers",
+                "warn",
+                f"{len(live)} worker(s) alive, {len(stale)} stale",
+                len(live),
+                "workers",
+                checked_at=at,
+            )
+        )
+    else:
+        results.append(
+            CheckResult(
+                "workers",
+                "pass",
+                f"{len(live)} worker(s) alive",
+                len(live),
+                "workers",
+                checked_at=at,
+            )
+        )
+    age = round(stats.oldest_waiting_age_s, 3)
+    if stats.waiting and age > drain_threshold_s:
+        results.append(
+            CheckResult(
+                "draining",
+                "fail",
+                f"oldest waiting job is {age:.0f} s old "
+                f"(threshold {drain_threshold_s:.0f} s): the queue stopped draining",
+                age,
+                "s",
+                checked_at=at,
+            )
+        )
+    else:
+        results.append(
+            CheckResult(
+                "draining",
+                "pass",
+                f"{stats.waiting} waiting, oldest {age:.1f} s",
+                age,
+                "s",
+                checked_at=at,
+            )
+        )
+    if stats.failed:
+        results.append(
+            CheckResult(
+                "dead_letters",
+                "warn",
+                f"{stats.failed} dead-lettered job(s); see opsctl queue dead",
+                stats.failed,
+                "jobs",
+                checked_at=at,
+            )
+        )
+    else:
+        results.append(
+            CheckResult("dead_letters", "pass", "no dead-lettered jobs", 0, "jobs", checked_at=at)
+        )
+    return results
+
+
+def heartbeat_body(
+    snapshot: QueueSnapshot, results: list[CheckResult], *, detailed: bool
+) -> dict[str, Any]:
+    """The public heartbeat contract (DESIGN.md §4); queue and worker details with the token."""
+    status = worst(r.status for r in results)
+    reasons = [f"{r.name}: {r.reason}" for r in results if r.status != "pass"]
+    body: dict[str, Any] = {
+        "status": {"status": status, "reasons": reasons, "checkedAt": iso_time(snapshot.taken_at)}
+    }
+    if not detailed:
+        return body
+    stats = snapshot.stats
+    body["queue"] = {
+        "backend": snapshot.backend,
+        "waiting": stats.waiting if stats else None,
+        "delayed": stats.delayed if stats else None,
+        "active": stats.active if stats else None,
+        "failed": stats.failed if stats else None,
+        "oldestWaitingAgeSeconds": round(stats.oldest_waiting_age_s, 3) if stats else None,
+        "completedLastMinute": stats.completed_last_minute if stats else None,
+    }
+    workers = snapshot.workers
+    body["workers"] = {
+        "alive": sum(1 for w in workers if w.live),
+        "stale": sum(1 for w in workers if not w.live),
+        "items": [
+            {
+                "id": w.heartbeat.id,
+                "live": w.live,
+                "lastSeenSecondsAgo": round(w.age_s, 1),
+                "inFlight": w.heartbeat.in_flight,
+                "processed": w.heartbeat.processed,
+                "version": w.heartbeat.version,
+                "startedAt": iso_time(w.heartbeat.started_at),
+            }
+            for w in sorted(workers, key=lambda w: w.heartbeat.id)
+        ],
+    }
+    return body
+
+
+def production_requirements(settings: Settings, results: list[CheckResult]) -> list[CheckResult]:
+    """In production, the embedded SQLite database or queue turns its passing check into a fail."""
+    if not settings.is_production:
+        return results
+    needs = {
+        "database": (
+            "sqlite",
+            "the database is SQLite; production needs PostgreSQL (DATABASE_URL)",
+        ),
+        "queue": (
+            "sqlite",
+            "the queue is the embedded SQLite one; production needs Redis (QUEUE_REDIS_URL)",
+        ),
+    }
+    out = []
+    for result in results:
+        rule = needs.get(result.name)
+        if rule and result.status != "fail" and result.details.get("backend") == rule[0]:
+            result = CheckResult(
+                result.name,
+                "fail",
+                rule[1],
+                result.observed,
+                result.unit,
+                result.details,
+                result.checked_at,
+            )
+        out.append(result)
+    return out
+
+
+async def read_queue(settings: Settings, *, ttl_s: float = HEARTBEAT_TTL_S) -> QueueSnapshot:
+    """Connect to the queue the settings name, take one snapshot, close; failures recorded."""
+    from opsctl.queue import connect_queue
+
+    try:
+        queue = await connect_queue(settings)
+    except OpsctlError as exc:
+        return QueueSnapshot(settings.queue_backend, error=exc.message)
+    try:
+        return await snapshot_queue(queue, settings, ttl_s=ttl_s)
+    finally:
+        await queue.close()
+
+
+async def check_secrets(provider: SecretProvider | None) -> CheckResult:
+    """The secret provider answers (one round trip; for aws a cheap Secrets Manager call)."""
+    if provider is None:
+        return CheckResult("secrets", "fail", "no secret provider is configured")
+    details = {"provider": provider.name}
+    try:
+        rtt = await asyncio.wait_for(provider.ping(), CHECK_TIMEOUT_S)
+    except TimeoutError:
+        return CheckResult(
+            "secrets",
+            "fail",
+            f"the {provider.name} secret provider did not answer within {CHECK_TIMEOUT_S:.0f} s",
+            details=details,
+        )
+    except OpsctlError as exc:
+        return CheckResult("secrets", "fail", str(exc), details=details)
+    return CheckResult(
+        "secrets",
+        "pass",
+        f"{provider.name} secret provider reachable",
+        round(rtt * 1000, 2),
+        "ms",
+        details,
+    )
+
+
+# --- connector definitions ---------------------------------------------------------------
+
+REGISTRY_SHOWN_INVALID = 3
+
+
+def check_registry(settings: Settings) -> CheckResult:
+    """The connector definitions under ``DEFINITIONS_PATH`` load and validate.
+
+    ``pass`` with their count, ``warn`` when there are none (or a folder is missing), ``fail``
+    naming the first few invalid files with their first error. Reads files: call it from a
+    thread in an event loop.
+    """
+    from datetime import date
+    from pathlib import Path
+
+    from opsctl.connectors.loader import load_definitions
+
+    paths = settings.definitions_paths
+    present = [p for p in paths if p.exists()]
+    missing = [str(p) for p in paths if not p.exists()]
+    details: dict[str, Any] = {"paths": [str(p) for p in paths]}
+    if missing:
+        details["missing"] = missing
+
+    def short(path: Path) -> str:
+        for root in present:
+            base = root.parent
+            if path.is_relative_to(base):
+                return str(path.relative_to(base))
+        return str(path)
+
+    try:
+        catalog = load_definitions(
+            present,
+            allow_loopback_http=not settings.is_production,
+            today=date.today(),
+            display=short,
+        )
+    except (OpsctlError, OSError) as exc:
+        return CheckResult("registry", "fail", f"cannot load definitions: {exc}", details=details)
+    count = len(catalog.definitions)
+    details.update(
+        {"definitions": count, "files": len(catalog.reports), "invalid": len(catalog.invalid)}
+    )
+    if catalog.invalid:
+        shown = []
+        for report in catalog.invalid[:REGISTRY_SHOWN_INVALID]:
+            first = report.errors[0]
+            shown.append(f"{first.file}:{first.line}:{first.column} {first.code}: {first.message}")
+        more = len(catalog.invalid) - len(shown)
+        reason = f"{len(catalog.invalid)} invalid definition file(s): " + "; ".join(shown)
+        if more:
+            reason += f"; and {more} more (run: opsctl connectors validate)"
+        return CheckResult("registry", "fail", reason, count, "definitions", details)
+    if count == 0:
+        where = ", ".join(str(p) for p in paths)
+        suffix = " (folder missing)" if missing else ""
+        return CheckResult(
+            "registry",
+            "warn",
+            f"no connector definitions found in {where}{suffix}",
+            0,
+            "definitions",
+            details,
+        )
+    if missing:
+        return CheckResult(
+            "registry",
+            "warn",
+            f"{count} connector definition(s) valid; missing folder(s): {', '.join(missing)}",
+            count,
+            "definitions",
+            details,
+        )
+    return CheckResult(
+        "registry", "pass", f"{count} connector definition(s) valid", count, "definitions", details
+    )
+
+
+async def check_oauth(
+    settings: Settings,
+    store: Store | None,
+    provider: SecretProvider | None,
+    *,
+    catalog: Any = None,
+) -> CheckResult:
+    """Every ``stable`` oauth2 connector has a registered client whose secret resolves.
+
+    ``fail`` naming the stable ones without a working client, ``warn`` naming the beta and
+    experimental ones without any, ``pass`` otherwise. ``catalog`` (an
+    :class:`~opsctl.connectors.loader.Catalog`) saves reading the definitions again.
+    """
+    from datetime import date
+
+    from opsctl.connectors.loader import load_definitions
+    from opsctl.connectors.overview import load_views
+    from opsctl.connectors.registry import ConnectorRegistry
+    from opsctl.secrets import check_reference
+
+    if store is None:
+        return CheckResult("oauth", "fail", "the database is not open")
+    if catalog is None:
+        present = [p for p in settings.definitions_paths if p.exists()]
+        try:
+            catalog = await asyncio.to_thread(
+                load_definitions,
+                present,
+                allow_loopback_http=not settings.is_production,
+                today=date.today(),
+            )
+        except (OpsctlError, OSError) as exc:
+            return CheckResult("oauth", "fail", f"cannot load definitions: {exc}")
+    try:
+        views = await asyncio.wait_for(
+            load_views(catalog, ConnectorRegistry(store)), CHECK_TIMEOUT_S
+        )
+    except TimeoutError:
+        return CheckResult("oauth", "fail", "the registry did not answer in time")
+    except OpsctlError as exc:
+        return CheckResult("oauth", "fail", f"cannot read the registry: {exc.message}")
+    oauth = [
+        v
+        for v in views
+        if v.definition is not None
+        and v.definition.auth.type == "oauth2"
+        and v.stage in ("experimental", "beta", "stable")
+    ]
+    stable = [v for v in oauth if v.stage == "stable"]
+    missing = [f"{v.id} (no client registered)" for v in stable if v.client is None]
+    registered = [v for v in stable if v.client is not None]
+    if registered and provider is None:
+        missing += [f"{v.id} (no secret provider to resolve it)" for v in registered]
+    elif registered and provider is not None:
+        checks = await asyncio.gather(
+            *(
+                check_reference(provider, v.id, v.client.secret_ref, timeout_s=CHECK_TIMEOUT_S)
+                for v in registered
+                if v.client is not None
+            )
+        )
+        missing += [f"{c.variable} ({c.reason})" for c in checks if c.status == "fail"]
+    unregistered = [v.id for v in oauth if v.stage != "stable" and v.client is None]
+    details: dict[str, Any] = {
+        "connectors": len(oauth),
+        "stable": [v.id for v in stable],
+        "withoutClient": unregistered,
+    }
+    if missing:
+        return CheckResult(
+            "oauth",
+            "fail",
+            f"stable oauth2 connector(s) without a working client: {'; '.join(missing)}",
+            len(missing),
+            "connectors",
+            details,
+        )
+    if unregistered:
+        return CheckResult(
+            "oauth",
+            "warn",
+            f"no OAuth client registered for {len(unregistered)} connector(s) not yet stable: "
+            f"{', '.join(unregistered)}",
+            len(unregistered),
+            "connectors",
+            details,
+        )
+    reason = (
+        f"{len(oauth)} oauth2 connector(s), each with a registered client"
+        if oauth
+        else "no oauth2 connectors"
+    )
+    return CheckResult("oauth", "pass", reason, 0, "connectors", details)

@@ -8,10 +8,12 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from daemons.web import health, openapi
-from daemons.web.keys import REDIS, SETTINGS, STARTED_AT, STORE
+from daemons.web import health, openapi, production
+from daemons.web.keys import QUEUE, SECRETS, SETTINGS, STARTED_AT, STORE
 from daemons.web.middleware import request_context
-from opsctl.connections import create_redis, verify_redis
+from opsctl.queue import connect_queue
+from opsctl.queue.heartbeat import HeartbeatWriter
+from opsctl.secrets import create_provider, resolve_settings
 from opsctl.settings import Settings, redact_url
 from opsctl.store import connect, migrate
 
@@ -21,20 +23,34 @@ MAX_BODY_BYTES = 1024 * 1024
 
 
 def create_app(settings: Settings) -> web.Application:
-    """The web daemon's app: opens the store (migrating it) and Redis on start-up, closes on exit.
+    """The web daemon's app: opens the store (migrating it) and the queue on start-up.
 
     Start-up fails with an :class:`~opsctl.errors.OpsctlError` when the database or the
-    configured Redis cannot be reached, so the process exits with one clear line.
+    configured Redis cannot be reached, so the process exits with one clear line. While it runs,
+    the process keeps its own heartbeat (role ``web``).
     """
     app = web.Application(middlewares=[request_context], client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
     app[STARTED_AT] = time.time()
+    app.cleanup_ctx.append(_secrets_ctx)
     app.cleanup_ctx.append(_store_ctx)
-    if settings.queue_redis_url:
-        app.cleanup_ctx.append(_redis_ctx)
+    app.cleanup_ctx.append(_queue_ctx)
     app.add_routes(health.routes)
+    app.add_routes(production.routes)
     app.add_routes(openapi.routes)
     return app
+
+
+async def _secrets_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The secret provider, and the settings with every secret reference resolved through it
+    (an ``OPSCTL_API_TOKEN`` given as ``aws:…`` becomes the token the middleware compares)."""
+    provider = create_provider(app[SETTINGS])
+    try:
+        app[SETTINGS] = await resolve_settings(app[SETTINGS], provider)
+        app[SECRETS] = provider
+        yield
+    finally:
+        await provider.close()
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -49,13 +65,14 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
         await store.close()
 
 
-async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
+async def _queue_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    client = create_redis(settings)
+    queue = await connect_queue(settings)
     try:
-        await verify_redis(client, settings.queue_redis_url or "")
-        log.info("connected to Redis", extra={"redis": redact_url(settings.queue_redis_url)})
-        app[REDIS] = client
-        yield
+        if settings.queue_backend == "redis":
+            log.info("connected to Redis", extra={"redis": redact_url(settings.queue_redis_url)})
+        app[QUEUE] = queue
+        async with HeartbeatWriter(queue, role="web"):
+            yield
     finally:
-        await client.aclose()
+        await queue.close()

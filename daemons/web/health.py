@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from daemons.web.keys import REDIS, SETTINGS, STORE
+from daemons.web.keys import QUEUE, SETTINGS, STORE
 from daemons.web.middleware import has_operator_token
 from opsctl.health import (
     CheckResult,
@@ -43,9 +43,9 @@ async def ready(request: web.Request) -> web.Response:
     app = request.app
     settings = app[SETTINGS]
     store = app.get(STORE)
-    redis = app.get(REDIS)
+    queue = app.get(QUEUE)
     results = await run_checks(
-        [lambda: check_database(store), lambda: check_queue_backend(settings, redis)]
+        [lambda: check_database(store), lambda: check_queue_backend(settings, queue)]
     )
     return health_response(results, detailed=has_operator_token(request))
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from aiohttp import web
-from redis.asyncio import Redis
 
+from opsctl.queue import QueueBackend
+from opsctl.secrets import SecretProvider
 from opsctl.settings import Settings
 from opsctl.store import Store
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
-REDIS = web.AppKey("redis", Redis)
+QUEUE = web.AppKey("queue", QueueBackend)
 STARTED_AT = web.AppKey("started_at", float)
+SECRETS = web.AppKey("secrets", SecretProvider)

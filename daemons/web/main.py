@@ -12,6 +12,7 @@ from aiohttp import web
 
 from daemons._signals import ShutdownSignal
 from daemons.web.app import create_app
+from opsctl.constants import WEB_DRAIN_DEADLINE_S
 from opsctl.entry import run_entry
 from opsctl.errors import OpsctlError
 from opsctl.logs import configure_logging
@@ -19,13 +20,12 @@ from opsctl.settings import Settings, load_settings
 
 log = logging.getLogger("opsctl.web")
 
-DRAIN_DEADLINE_S = 20.0
 
 
 async def serve(
     settings: Settings,
     *,
-    drain_deadline: float = DRAIN_DEADLINE_S,
+    drain_deadline: float = WEB_DRAIN_DEADLINE_S,
     app: web.Application | None = None,
     shutdown: ShutdownSignal | None = None,
 ) -> None:

@@ -40,6 +40,9 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             if exc.status < 400:
                 raise
             response = json_error(exc.status, exc.reason)
+            for name in ("WWW-Authenticate", "Allow", "Retry-After", "Location"):
+                if name in exc.headers:
+                    response.headers[name] = exc.headers[name]
         except Exception:
             log.exception("unhandled error in %s %s", request.method, request.path)
             response = json_error(500, "internal error", requestId=request_id)
@@ -69,3 +72,18 @@ def has_operator_token(request: web.Request) -> bool:
     if scheme.lower() != "bearer" or not given:
         return False
     return hmac.compare_digest(given.strip().encode(), expected.encode())
+
+
+def require_operator(request: web.Request) -> None:
+    """Refuse (401) a request to an operator endpoint without the bearer token.
+
+    Operator endpoints need the token whenever one is configured, which production enforces;
+    a development stack without ``OPSCTL_API_TOKEN`` leaves them open on its local address.
+    """
+    if request.app[SETTINGS].api_token is None:
+        return
+    if not has_operator_token(request):
+        raise web.HTTPUnauthorized(
+            reason="operator token required: send Authorization: Bearer $OPSCTL_API_TOKEN",
+            headers={"WWW-Authenticate": "Bearer"},
+        )

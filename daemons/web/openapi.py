@@ -39,6 +39,58 @@ _HEALTH = {
 }
 
 
+_COUNT = {"type": ["integer", "null"]}
+_HEARTBEAT = {
+    "type": "object",
+    "required": ["status"],
+    "properties": {
+        "status": {
+            "type": "object",
+            "required": ["status", "reasons", "checkedAt"],
+            "properties": {
+                "status": {"$ref": "#/components/schemas/Status"},
+                "reasons": {"type": "array", "items": {"type": "string"}},
+                "checkedAt": {"type": "string", "format": "date-time"},
+            },
+        },
+        "queue": {
+            "type": "object",
+            "properties": {
+                "backend": {"enum": ["redis", "sqlite"]},
+                "waiting": _COUNT,
+                "delayed": _COUNT,
+                "active": _COUNT,
+                "failed": _COUNT,
+                "oldestWaitingAgeSeconds": {"type": ["number", "null"]},
+                "completedLastMinute": _COUNT,
+            },
+        },
+        "workers": {
+            "type": "object",
+            "properties": {
+                "alive": {"type": "integer"},
+                "stale": {"type": "integer"},
+                "items": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "id": {"type": "string", "description": "host:pid"},
+                            "live": {"type": "boolean"},
+                            "lastSeenSecondsAgo": {"type": "number"},
+                            "inFlight": {"type": "integer"},
+                            "processed": {"type": "integer"},
+                            "version": {"type": "string"},
+                            "startedAt": {"type": "string", "format": "date-time"},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+
 def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
@@ -73,6 +125,21 @@ def build_spec() -> dict[str, Any]:
                 }
             },
             "/api/health/ready": _health_op("Readiness: database and queue"),
+            "/api/production/ready": _health_op(
+                "Strict readiness: fails in production on the embedded SQLite database or queue"
+            ),
+            "/api/production/queue/heartbeat": {
+                "get": {
+                    "summary": "Queue heartbeat: backend reachable, workers alive, queue draining",
+                    "description": 'Platforms and the deploy gate test `.status.status == "pass"`.'
+                    " Without the operator token only `status` is returned.",
+                    "security": [{}, {"bearer": []}],
+                    "responses": {
+                        "200": _json("pass or warn", {"$ref": "#/components/schemas/Heartbeat"}),
+                        "503": _json("fail", {"$ref": "#/components/schemas/Heartbeat"}),
+                    },
+                }
+            },
             "/api/health/features": {
                 "get": {
                     "summary": "Feature flags and their effective values",
@@ -104,6 +171,7 @@ def build_spec() -> dict[str, Any]:
                 "Status": {"enum": ["pass", "warn", "fail"]},
                 "Check": _CHECK,
                 "Health": _HEALTH,
+                "Heartbeat": _HEARTBEAT,
             },
         },
     }

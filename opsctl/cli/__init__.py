@@ -1,4 +1,4 @@
-"""The ``opsctl`` command. ``main`` answers ``--version`` before importing Typer, for speed."""
+"""The ``opsctl`` command. ``main`` answers ``--version`` and ``--help`` before importing Typer."""
 
 from __future__ import annotations
 
@@ -12,6 +12,11 @@ def main(argv: list[str] | None = None) -> NoReturn:
         from opsctl import __version__
 
         print(f"opsctl {__version__}")
+        raise SystemExit(0)
+    if args in (["--help"], ["-h"]):
+        from opsctl.cli._help import root_help
+
+        sys.stdout.write(root_help())
         raise SystemExit(0)
 
     from opsctl.cli.app import app

@@ -60,6 +60,15 @@ def _prepare_location(path: Path) -> None:
         ) from None
     if path.is_dir():
         raise StoreError(f"SQLite database path {path} is a directory, not a file")
+    # Probe synchronously: an aiosqlite connect that fails leaves its thread racing the
+    # event loop's shutdown, which prints a traceback after our one-line error.
+    try:
+        sqlite3.connect(path).close()
+    except sqlite3.Error as exc:
+        raise StoreError(
+            f"cannot open SQLite database {path}: {exc}",
+            hint="check that the file and its directory are readable and writable",
+        ) from None
 
 
 class _Conn:

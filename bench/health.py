@@ -1,0 +1,98 @@
+"""Benchmark of issue 4's targets: CLI start-up, the deploy gate, and the heartbeat endpoint.
+
+    .venv/bin/python bench/health.py [--runs 15] [--redis-url redis://127.0.0.1:6379/0] [--json]
+
+Measured side by side in one run (medians, so a noisy shared machine matters less):
+- ``python -c "import json"`` (the floor), ``opsctl --version`` and ``opsctl --help``;
+- ``opsctl deploy-gate`` against a healthy local stack (web, worker, timers on Redis), with and
+  without ``--canary``;
+- the heartbeat endpoint under ``wrk`` (2 connections, 2 threads, 10 s), when wrk is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _stack import OPSCTL, stack  # noqa: E402
+
+
+def timed(
+    cmd: list[str], env: dict[str, str] | None, runs: int, *, ok: tuple[int, ...] = (0,)
+) -> float:
+    """Median wall time of ``cmd`` in milliseconds over ``runs`` runs (after one warm-up)."""
+    samples = []
+    for i in range(runs + 1):
+        started = time.perf_counter()
+        done = subprocess.run(cmd, env=env, capture_output=True, check=False)
+        elapsed = (time.perf_counter() - started) * 1000
+        if done.returncode not in ok:
+            raise SystemExit(
+                f"bench: {' '.join(cmd)} exited {done.returncode}: {done.stderr.decode()[-300:]}"
+            )
+        if i:
+            samples.append(elapsed)
+    return statistics.median(samples)
+
+
+def wrk(url: str, seconds: int = 10) -> dict[str, float] | None:
+    if shutil.which("wrk") is None:
+        return None
+    out = subprocess.run(
+        ["wrk", "-t2", "-c2", f"-d{seconds}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    p99_ms = float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan")
+    return {"requests_per_s": rps, "p99_ms": p99_ms}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--wrk-seconds", type=int, default=10)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    py = timed([sys.executable, "-c", "import json"], None, args.runs)
+    version = timed([OPSCTL, "--version"], None, args.runs)
+    help_ = timed([OPSCTL, "--help"], None, args.runs)
+    with stack(args.redis_url) as env:
+        gate = timed([OPSCTL, "deploy-gate", "--quiet"], env, args.runs)
+        canary = timed([OPSCTL, "deploy-gate", "--quiet", "--canary"], env, args.runs)
+        http = wrk(f"{env['APP_URL']}/api/production/queue/heartbeat", args.wrk_seconds)
+    result = {
+        "python_import_json_ms": round(py, 1),
+        "opsctl_version_ms": round(version, 1),
+        "opsctl_help_ms": round(help_, 1),
+        "version_ratio": round(version / py, 2),
+        "help_ratio": round(help_ / py, 2),
+        "deploy_gate_ms": round(gate, 1),
+        "deploy_gate_ratio_to_version": round(gate / version, 2),
+        "deploy_gate_canary_ms": round(canary, 1),
+        "heartbeat_requests_per_s": round(http["requests_per_s"]) if http else None,
+        "heartbeat_p99_ms": round(http["p99_ms"], 2) if http else None,
+    }
+    if args.json:
+        print(json.dumps(result))
+        return
+    for key, value in result.items():
+        print(f"{key:<32} {value}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Production routes: strict readiness and the queue heartbeat that platforms and the gate poll."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from daemons.web.health import health_response
+from daemons.web.keys import QUEUE, SECRETS, SETTINGS, STORE
+from daemons.web.middleware import has_operator_token
+from opsctl.health import (
+    CheckResult,
+    check_database,
+    check_queue_backend,
+    check_secrets,
+    heartbeat_body,
+    production_requirements,
+    queue_checks,
+    run_checks,
+    snapshot_queue,
+    worst,
+)
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/production/queue/heartbeat")
+async def queue_heartbeat(request: web.Request) -> web.Response:
+    """``.status.status`` is ``pass``, ``warn`` or ``fail``; 503 on fail (DESIGN.md §4)."""
+    settings = request.app[SETTINGS]
+    snapshot = await snapshot_queue(request.app.get(QUEUE), settings)
+    results = queue_checks(snapshot, drain_threshold_s=settings.drain_threshold_s)
+    body = heartbeat_body(snapshot, results, detailed=has_operator_token(request))
+    status = 503 if worst(r.status for r in results) == "fail" else 200
+    return web.json_response(body, status=status, headers={"Cache-Control": "no-store"})
+
+
+@routes.get("/api/production/ready")
+async def production_ready(request: web.Request) -> web.Response:
+    """Readiness for production traffic: PostgreSQL and Redis, not the embedded defaults."""
+    app = request.app
+    settings = app[SETTINGS]
+    store, queue, secrets = app.get(STORE), app.get(QUEUE), app.get(SECRETS)
+    results: list[CheckResult] = await run_checks(
+        [
+            lambda: check_database(store),
+            lambda: check_queue_backend(settings, queue),
+            lambda: check_secrets(secrets),
+        ]
+    )
+    results = production_requirements(settings, results)
+    return health_response(results, detailed=has_operator_token(request))

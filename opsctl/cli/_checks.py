@@ -1,0 +1,43 @@
+"""Rendering of check results for people (an aligned table) and machines (JSON)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from opsctl.health import CheckResult
+
+_COLOURS = {"pass": "\033[32m", "warn": "\033[33m", "fail": "\033[31m"}
+_RESET = "\033[0m"
+
+
+def paint(status: str, stream: TextIO) -> str:
+    if stream.isatty():
+        return f"{_COLOURS.get(status, '')}{status}{_RESET}"
+    return status
+
+
+def render_checks(results: Sequence[CheckResult], stream: TextIO | None = None) -> None:
+    out = stream or sys.stdout
+    width = max((len(r.name) for r in results), default=0)
+    for r in results:
+        observed = ""
+        if r.observed is not None and r.unit:
+            observed = f"  [{r.observed} {r.unit}]"
+        out.write(f"{r.name:<{width}}  {paint(r.status, out)}  {r.reason}{observed}\n")
+    out.flush()
+
+
+def checks_json(results: Sequence[CheckResult]) -> list[dict[str, object]]:
+    return [
+        {
+            "name": r.name,
+            "status": r.status,
+            "reason": r.reason,
+            "observed": r.observed,
+            "unit": r.unit,
+        }
+        for r in results
+    ]

@@ -1,0 +1,34 @@
+"""``opsctl check queue``: backend reachable, workers alive, queue draining, from settings alone."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Annotated
+
+import typer
+
+from opsctl.cli._checks import checks_json, paint, render_checks
+from opsctl.cli._common import JSON_HELP, print_json, settings_from_env
+
+app = typer.Typer(help="Health checks that need no web daemon.", no_args_is_help=True)
+
+
+@app.command("queue")
+def queue_cmd(as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False) -> None:
+    """Check the queue backend, worker heartbeats and draining (exit 1 on fail)."""
+    from opsctl.health import queue_checks, read_queue, worst
+
+    settings = settings_from_env()
+    snapshot = asyncio.run(read_queue(settings))
+    results = queue_checks(snapshot, drain_threshold_s=settings.drain_threshold_s)
+    status = worst(r.status for r in results)
+    if as_json:
+        print_json(
+            {"status": status, "backend": settings.queue_backend, "checks": checks_json(results)}
+        )
+    else:
+        render_checks(results)
+        sys.stdout.write(f"queue: {paint(status, sys.stdout)}\n")
+    if status == "fail":
+        raise typer.Exit(1)
