@@ -63,3 +63,35 @@ class NotFound(OpsctlError):
 
 class CheckFailed(OpsctlError):
     """A health check or gate did not pass."""
+
+
+class SecretError(OpsctlError):
+    """A secret cannot be read or written; the message names the secret, never its value."""
+
+
+class SecretNotFound(SecretError):
+    """The named secret (or the key or version asked of it) does not exist."""
+
+
+class SecretAccessDenied(SecretError):
+    """The provider refused access to the named secret: fix credentials or the IAM policy."""
+
+
+class SecretsUnavailable(SecretError):
+    """The secret provider cannot be reached (network, throttling) after retries."""
+
+
+class ConnectionNeedsReauth(OpsctlError):
+    """A connection's credentials were refused and cannot be refreshed (``invalid_grant``, a
+    revoked token): an operator must authorise it again through the OAuth flow."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        connection_id: str | None = None,
+        hint: str | None = None,
+        exit_code: int | None = None,
+    ):
+        super().__init__(message, hint=hint, exit_code=exit_code)
+        self.connection_id = connection_id

@@ -13,6 +13,7 @@ import time
 from contextvars import ContextVar
 from typing import Any, TextIO
 
+from opsctl.secrets.redaction import RedactionFilter, register
 from opsctl.settings import Settings
 
 log_context: ContextVar[dict[str, Any] | None] = ContextVar("log_context", default=None)
@@ -39,7 +40,8 @@ class JsonFormatter(logging.Formatter):
         }
         entry.update(_extras(record))
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+            # exc_text when set: the redaction filter leaves the exception's text there.
+            entry["exc"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
 
 
@@ -53,7 +55,7 @@ class TextFormatter(logging.Formatter):
         if extras:
             line += f"  {extras}"
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += "\n" + (record.exc_text or self.formatException(record.exc_info))
         return line
 
 
@@ -65,6 +67,9 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
         fmt = "text" if out.isatty() else "json"
     handler = logging.StreamHandler(out)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    # No secret value the process has loaded, nor a credential shape, leaves in a log line.
+    handler.addFilter(RedactionFilter(context=log_context))
+    register(settings.api_token)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)

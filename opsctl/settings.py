@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
 from opsctl.errors import ConfigError
@@ -24,6 +24,7 @@ LogFormat = Literal["auto", "json", "text"]
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
+_REFERENCE = re.compile(r"^(?:env|file|aws):\S")  # a value meant as a secret reference
 _ENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
 
 
@@ -45,6 +46,33 @@ class Settings:
     log_level: str = "INFO"
     log_format: LogFormat = "auto"
     redis_prefix: str = "opsctl"
+    drain_threshold_s: float = 60.0
+    """``QUEUE_DRAIN_THRESHOLD_S``: waiting jobs older than this mean the queue is stuck."""
+    job_modules: tuple[str, ...] = ()
+    """``OPSCTL_JOB_MODULES``: modules that register extra job kinds, for the worker."""
+    master_key_ref: str | None = None
+    """``OPSCTL_MASTER_KEY_REF``: secret reference of the master key wrapping the data keys;
+    required in production (checked where the keyring opens). Unset in development: the
+    keyring file ``<data dir>/keyring.json`` holds it."""
+    key_max_age_days: float = 90.0
+    """``OPSCTL_KEY_MAX_AGE_DAYS``: the rotation daemon replaces an active data key this old."""
+    secrets_file: Path = Path(".opsctl/secrets.json")
+    """``SECRETS_FILE``: the JSON object file of the ``file`` secret provider (mode 600)."""
+    aws_region: str | None = None
+    """``AWS_REGION`` (or ``AWS_DEFAULT_REGION``): the region of AWS Secrets Manager."""
+    secrets_manager_endpoint_url: str | None = None
+    """``SECRETS_MANAGER_ENDPOINT_URL`` (or ``AWS_ENDPOINT_URL_SECRETS_MANAGER``): a VPC endpoint
+    or a local emulator instead of the regional Secrets Manager endpoint."""
+    secrets_cache_ttl_s: float = 300.0
+    """``SECRETS_CACHE_TTL_S``: how long the aws provider trusts a value it has read."""
+    api_token_ref: str | None = None
+    """``OPSCTL_API_TOKEN`` when it is a secret reference (``aws:prod/opsctl#api_token``); then
+    ``api_token`` stays ``None`` (no token accepted) until ``opsctl.secrets.resolve_settings``."""
+    secret_refs: tuple[tuple[str, str], ...] = ()
+    """Every ``*_SECRET_REF`` variable as (variable, reference), for ``opsctl secrets check``."""
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    """The variables these settings were read from (``.env`` included): what the ``env`` secret
+    provider reads. Never log or serialise it."""
 
     @property
     def is_production(self) -> bool:
@@ -234,6 +262,40 @@ def _parse(src: Mapping[str, str], base: Path) -> Settings:
             f"OPSCTL_REDIS_PREFIX must be 1-64 letters, digits or '_.:-', got {prefix!r}"
         )
 
+    threshold = get("QUEUE_DRAIN_THRESHOLD_S")
+    try:
+        drain_threshold = float(threshold) if threshold else 60.0
+    except ValueError:
+        drain_threshold = -1.0
+    if not 0 < drain_threshold <= 86_400:
+        raise ConfigError(
+            f"QUEUE_DRAIN_THRESHOLD_S must be a number of seconds above 0, got {threshold!r}"
+        )
+
+    master_key_ref = get("OPSCTL_MASTER_KEY_REF")
+    if master_key_ref is not None:
+        from opsctl.errors import SecretError
+        from opsctl.secrets._reference import parse_reference
+
+        try:
+            parse_reference(master_key_ref)
+        except SecretError as exc:
+            raise ConfigError(f"OPSCTL_MASTER_KEY_REF: {exc.message}", hint=exc.hint) from None
+
+    max_age = get("OPSCTL_KEY_MAX_AGE_DAYS")
+    try:
+        key_max_age_days = float(max_age) if max_age else 90.0
+    except ValueError:
+        key_max_age_days = -1.0
+    if not 0 < key_max_age_days <= 36_500:
+        raise ConfigError(
+            f"OPSCTL_KEY_MAX_AGE_DAYS must be a number of days above 0, got {max_age!r}"
+        )
+
+    secrets = _secrets(src, data_dir, base, token)
+    if secrets["api_token_ref"] is not None:
+        token = None
+
     return Settings(
         env=env,  # type: ignore[arg-type]
         database_url=database_url,
@@ -249,7 +311,76 @@ def _parse(src: Mapping[str, str], base: Path) -> Settings:
         log_level=log_level,
         log_format=log_format,  # type: ignore[arg-type]
         redis_prefix=prefix,
+        drain_threshold_s=drain_threshold,
+        job_modules=tuple(
+            m.strip() for m in (get("OPSCTL_JOB_MODULES") or "").split(",") if m.strip()
+        ),
+        master_key_ref=master_key_ref,
+        key_max_age_days=key_max_age_days,
+        environ=src,
+        **secrets,
     )
+
+
+def _secrets(
+    src: Mapping[str, str], data_dir: Path, base: Path, token: str | None
+) -> dict[str, Any]:
+    """The secret-provider settings: SECRETS_FILE, AWS_REGION, the endpoint, the cache TTL, and
+    the variables given as secret references (OPSCTL_API_TOKEN, ``*_SECRET_REF``)."""
+    from opsctl.errors import SecretError
+
+    def get(name: str) -> str | None:
+        return _value(src, name)
+
+    def reference(name: str, text: str) -> str:
+        # Imported only when a reference is given: it keeps the common start-up light.
+        from opsctl.secrets._reference import parse_reference
+
+        try:
+            parse_reference(text)
+        except SecretError as exc:
+            raise ConfigError(f"{name}: {exc.message}", hint=exc.hint) from None
+        return text
+
+    file = Path(get("SECRETS_FILE") or data_dir / "secrets.json")
+    region = get("AWS_REGION") or get("AWS_DEFAULT_REGION")
+    if region is not None and not re.fullmatch(r"[a-z]{2}(-[a-z0-9]+)+-\d+", region):
+        name = "AWS_REGION" if get("AWS_REGION") else "AWS_DEFAULT_REGION"
+        raise ConfigError(f"{name} must be an AWS region such as eu-west-1, got {region!r}")
+    endpoint_var = next(
+        (n for n in ("SECRETS_MANAGER_ENDPOINT_URL", "AWS_ENDPOINT_URL_SECRETS_MANAGER") if get(n)),
+        None,
+    )
+    endpoint = get(endpoint_var) if endpoint_var else None
+    if endpoint is not None:
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"{endpoint_var} must be an http(s) URL, got {endpoint!r}")
+        endpoint = endpoint.rstrip("/")
+    ttl_raw = get("SECRETS_CACHE_TTL_S")
+    try:
+        ttl = float(ttl_raw) if ttl_raw else 300.0
+    except ValueError:
+        ttl = -1.0
+    if not 0 <= ttl <= 86_400:
+        raise ConfigError(
+            f"SECRETS_CACHE_TTL_S must be a number of seconds from 0 to 86400, got {ttl_raw!r}"
+        )
+    refs = tuple(
+        (name, reference(name, value))
+        for name in sorted(src)
+        if name.endswith("_SECRET_REF") and (value := get(name)) is not None
+    )
+    return {
+        "secrets_file": file if file.is_absolute() else base / file,
+        "aws_region": region,
+        "secrets_manager_endpoint_url": endpoint,
+        "secrets_cache_ttl_s": ttl,
+        "api_token_ref": (
+            reference("OPSCTL_API_TOKEN", token) if token and _REFERENCE.match(token) else None
+        ),
+        "secret_refs": refs,
+    }
 
 
 def _check_database_url(url: str, base: Path) -> None:

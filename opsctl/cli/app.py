@@ -7,7 +7,11 @@ from typing import Annotated
 import typer
 
 import opsctl
-from opsctl.cli import daemon, db
+from opsctl.cli import check, daemon, db, gate, processes, queue, schedules, up
+from opsctl.cli import connectors as connectors_cli
+from opsctl.cli import keys as keys_cli
+from opsctl.cli import manifests as manifests_cli
+from opsctl.cli import secrets as secrets_cli
 
 app = typer.Typer(
     name="opsctl",
@@ -19,6 +23,18 @@ app = typer.Typer(
 )
 app.add_typer(daemon.app, name="daemon")
 app.add_typer(db.app, name="db")
+app.add_typer(queue.app, name="queue")
+app.add_typer(schedules.app, name="schedules")
+app.add_typer(manifests_cli.app, name="manifests")
+app.command("up", epilog=up.EPILOG)(up.up_cmd)
+app.command("status")(processes.status_cmd)
+app.command("restart")(processes.restart_cmd)
+app.command("stop")(processes.stop_cmd)
+app.add_typer(check.app, name="check")
+app.add_typer(secrets_cli.app, name="secrets")
+app.add_typer(keys_cli.app, name="keys")
+app.add_typer(connectors_cli.app, name="connectors")
+app.command("deploy-gate", epilog=gate.EPILOG)(gate.deploy_gate_cmd)
 
 
 def _version(value: bool) -> None:
