@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _stack import OPSCTL, stack  # noqa: E402
+from _stack import OPSCTL, stack
 
 
 def timed(
