@@ -12,17 +12,16 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from redis.exceptions import RedisError
-
-from opsctl.connections import describe_redis_error
 from opsctl.constants import HEARTBEAT_TTL_S
 from opsctl.errors import OpsctlError
-from opsctl.queue.base import HeartbeatView, QueueBackend, QueueStats
-from opsctl.secrets import SecretProvider
 from opsctl.settings import Settings
-from opsctl.store import Store, migration_status
+
+if TYPE_CHECKING:  # kept out of the import path: the deploy gate starts on every deploy
+    from opsctl.queue.base import HeartbeatView, QueueBackend, QueueStats
+    from opsctl.secrets import SecretProvider
+    from opsctl.store import Store
 
 Status = Literal["pass", "warn", "fail"]
 CHECK_TIMEOUT_S = 3.0
@@ -63,6 +62,8 @@ def worst(statuses: Iterable[Status]) -> Status:
 
 async def check_database(store: Store | None) -> CheckResult:
     """The database answers and its schema is at the version this opsctl expects."""
+    from opsctl.store import migration_status
+
     if store is None:
         return CheckResult("database", "fail", "the database is not open")
     try:
@@ -163,6 +164,10 @@ async def snapshot_queue(
     queue: QueueBackend | None, settings: Settings, *, ttl_s: float = HEARTBEAT_TTL_S
 ) -> QueueSnapshot:
     """Read stats and heartbeats; an unreachable backend is recorded, never raised."""
+    from redis.exceptions import RedisError
+
+    from opsctl.connections import describe_redis_error
+
     backend = settings.queue_backend
     if queue is None:
         return QueueSnapshot(backend, error="the queue backend is not connected")
@@ -571,3 +576,47 @@ async def check_oauth(
         else "no oauth2 connectors"
     )
     return CheckResult("oauth", "pass", reason, 0, "connectors", details)
+
+
+async def check_keys(settings: Settings, store: Store | None) -> CheckResult:
+    """The master key can be read and the keyring has a current active data key.
+
+    ``fail`` when the master key is missing or unreadable; ``warn`` when no data key exists
+    yet (the first one is made on first use) or the active one is past its maximum age (is
+    the encryption-rotation daemon running?).
+    """
+    from opsctl.crypto.keys import key_status
+    from opsctl.crypto.master import master_key_source
+
+    if store is None:
+        return CheckResult("keys", "fail", "the database is not open")
+    try:
+        source = master_key_source(settings)
+    except OpsctlError as exc:
+        return CheckResult("keys", "fail", exc.message)
+    try:
+        masters = await asyncio.wait_for(source.master_keys(), CHECK_TIMEOUT_S)
+        status = await asyncio.wait_for(key_status(store), CHECK_TIMEOUT_S)
+    except TimeoutError:
+        return CheckResult("keys", "fail", f"the master key ({source.description}) was not "
+                           f"read within {CHECK_TIMEOUT_S:.0f} s")
+    except OpsctlError as exc:
+        return CheckResult("keys", "fail", f"master key ({source.description}): {exc.message}")
+    finally:
+        await source.close()
+    details = {"masterKey": source.description, "masterKeys": len(masters),
+               "activeKey": status["active"], "pendingRows": status["pending"]}
+    active = next((k for k in status["keys"] if k["id"] == status["active"]), None)
+    if active is None:
+        return CheckResult("keys", "warn", "no data key yet (the first is made on first use)",
+                           details=details)
+    max_age_s = settings.key_max_age_days * 86_400
+    age_days = round(active["age_s"] / 86_400, 1)
+    if active["age_s"] > max_age_s * 1.1:
+        return CheckResult("keys", "warn", f"active key {status['active']} is {age_days} days old "
+                           f"(maximum {settings.key_max_age_days:g}); is the encryption-rotation "
+                           "daemon running?", age_days, "days", details)
+    reason = f"active key {status['active']}, {age_days} days old"
+    if status["pending"]:
+        reason += f"; {status['pending']} row(s) still on older keys (rotation under way)"
+    return CheckResult("keys", "pass", reason, age_days, "days", details)

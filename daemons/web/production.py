@@ -10,6 +10,7 @@ from daemons.web.middleware import has_operator_token
 from opsctl.health import (
     CheckResult,
     check_database,
+    check_keys,
     check_queue_backend,
     check_secrets,
     heartbeat_body,
@@ -36,7 +37,8 @@ async def queue_heartbeat(request: web.Request) -> web.Response:
 
 @routes.get("/api/production/ready")
 async def production_ready(request: web.Request) -> web.Response:
-    """Readiness for production traffic: PostgreSQL and Redis, not the embedded defaults."""
+    """Readiness for production traffic: PostgreSQL and Redis (not the embedded defaults), the
+    secret provider, and the encryption keys."""
     app = request.app
     settings = app[SETTINGS]
     store, queue, secrets = app.get(STORE), app.get(QUEUE), app.get(SECRETS)
@@ -45,6 +47,7 @@ async def production_ready(request: web.Request) -> web.Response:
             lambda: check_database(store),
             lambda: check_queue_backend(settings, queue),
             lambda: check_secrets(secrets),
+            lambda: check_keys(settings, store),
         ]
     )
     results = production_requirements(settings, results)

@@ -38,7 +38,8 @@ async def test_passes_with_a_live_worker(
     ran = await run_gate("--url", web_daemon, "--json", env=env, cwd=tmp_path)
     assert ran.code == 0, ran.stderr
     report = json.loads(ran.stdout)
-    assert report["status"] == "pass" and report["rounds"] == 1
+    # Readiness may warn (no connector definitions in this empty stack); warnings pass the gate.
+    assert report["status"] in ("pass", "warn") and report["rounds"] == 1
     assert [c["name"] for c in report["checks"]] == [
         "queue",
         "workers",
@@ -47,7 +48,9 @@ async def test_passes_with_a_live_worker(
         "heartbeat",
         "readiness",
     ]
-    assert all(c["status"] == "pass" for c in report["checks"])
+    checks = {c["name"]: c["status"] for c in report["checks"]}
+    assert all(status == "pass" for name, status in checks.items() if name != "readiness")
+    assert checks["readiness"] in ("pass", "warn")
 
 
 async def test_fails_with_1_when_no_worker_is_alive(

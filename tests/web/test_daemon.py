@@ -39,7 +39,7 @@ def test_serves_then_stops_cleanly_on_signal(
 ) -> None:
     daemon, base = start_web(daemons, tmp_path)
     with urllib.request.urlopen(f"{base}/api/health/ready", timeout=5) as resp:
-        assert json.load(resp)["status"] == "pass"
+        assert json.load(resp)["status"] in ("pass", "warn")
     daemon.signal(sig)
     assert daemon.proc.wait(15) == 0
     records = [json.loads(line) for line in daemon.output.splitlines() if line.strip()]

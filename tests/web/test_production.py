@@ -104,19 +104,32 @@ async def test_production_ready_passes_on_postgres_and_redis(
     redis_url: str,
     redis_prefix: str,
 ) -> None:
+    env = dict(
+        OPSCTL_ENV="production",
+        OPSCTL_API_TOKEN=TOKEN,
+        DATABASE_URL=pg_url,
+        QUEUE_REDIS_URL=redis_url,
+        OPSCTL_REDIS_PREFIX=redis_prefix,
+    )
+    base = await serve(make_settings(**env))
+    status, body = await get(http, f"{base}/api/production/ready", headers=AUTH)
+    assert status == 503
+    assert body["checks"]["keys"]["output"].startswith(
+        "OPSCTL_MASTER_KEY_REF must be set when OPSCTL_ENV=production"
+    )
+    assert body["checks"]["database"]["status"] == "pass"
+    assert body["checks"]["secrets"]["status"] == "pass"
+
+    master = "ab" * 32  # 256 bits in hex, read through the env secret provider
     base = await serve(
-        make_settings(
-            OPSCTL_ENV="production",
-            OPSCTL_API_TOKEN=TOKEN,
-            DATABASE_URL=pg_url,
-            QUEUE_REDIS_URL=redis_url,
-            OPSCTL_REDIS_PREFIX=redis_prefix,
-        )
+        make_settings(**env, OPSCTL_MASTER_KEY_REF="env:TEST_MASTER_KEY", TEST_MASTER_KEY=master)
     )
     status, body = await get(http, f"{base}/api/production/ready", headers=AUTH)
     assert status == 200, body
     assert body["checks"]["database"]["backend"] == "postgresql"
     assert body["checks"]["queue"]["backend"] == "redis"
+    assert body["checks"]["keys"]["status"] in ("pass", "warn")
+    assert master not in str(body)
 
 
 async def test_development_production_ready_allows_sqlite(
