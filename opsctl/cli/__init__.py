@@ -19,8 +19,14 @@ def main(argv: list[str] | None = None) -> NoReturn:
         sys.stdout.write(root_help())
         raise SystemExit(0)
 
-    from opsctl.cli.app import app
     from opsctl.entry import run_entry
+
+    if args and args[0] == "deploy-gate":
+        from opsctl.cli.gate import standalone
+
+        run_entry(lambda: standalone(args[1:]))
+
+    from opsctl.cli.app import app
 
     def body() -> int:
         # Click handles its own usage errors (exit 2); an OpsctlError escapes to run_entry.

@@ -80,3 +80,17 @@ def deploy_gate_cmd(
         )
     if report.status == "fail":
         raise typer.Exit(1)
+
+
+def standalone(args: list[str]) -> None:
+    """Run ``opsctl deploy-gate`` without building the whole CLI: pipelines call it on every
+    deploy, so it skips importing every other command group."""
+    import typer
+
+    single = typer.Typer(
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    single.command(epilog=EPILOG)(deploy_gate_cmd)
+    single(args=args, prog_name="opsctl deploy-gate")
