@@ -38,6 +38,7 @@ from opsctl.queue import Job, QueueBackend, connect_queue
 from opsctl.queue.heartbeat import Activity, HeartbeatWriter, process_id
 from opsctl.queue.kinds import JobContext, KindRegistry, Reschedule, Resources
 from opsctl.queue.retry import backoff_delay
+from opsctl.secrets.redaction import redact, redact_value
 from opsctl.settings import Settings
 
 log = logging.getLogger("opsctl.worker")
@@ -285,6 +286,9 @@ class Worker:
                     if timed_out[slot]:  # it swallowed the cancellation and finished anyway
                         self._uncancel(slot)
                     if result is None or type(result) in _JSON_SCALARS or _serialisable(result):
+                        # A stored result is an API answer later: no secret may ride in it.
+                        if result is not None and not isinstance(result, bool | int | float):
+                            result = redact_value(result)
                         done.append((job, result))
                         if not outbox_ready.is_set():
                             outbox_ready.set()
@@ -337,6 +341,7 @@ class Worker:
     ) -> None:
         """Log one line for a failed run (with the traceback of an exception) and queue the
         outcome: a retry after the backoff, or the dead-letter set past the attempt limit."""
+        reason = redact(reason)  # stored, and shown by the API and `opsctl queue dead`
         most = job.max_attempts if limit is None else min(limit, job.max_attempts)
         final = final or job.attempt >= most
         if final:
