@@ -35,8 +35,9 @@ EXECUTION_MAX_ATTEMPTS: Final = 10
 """Runs an execution job may take: reschedules after a long vendor wait count as runs."""
 CATALOG_RELOAD_S: Final = 2.0
 """An unknown connector id reloads the definitions at most this often."""
-STAGE_TTL_S: Final = 2.0
-"""How long a connector's registry stage is trusted before it is read again."""
+STAGE_TTL_S: Final = 1.0
+"""How long a connector's registry stage is trusted before it is read again: a promotion or
+demotion takes effect within this long, without a database read per execution."""
 TERMINAL: Final = frozenset({"succeeded", "failed"})
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -107,9 +108,9 @@ class ExecutionRequest:
 
     connector: str
     operation: str
-    input: Mapping[str, Any] = field(default=_EMPTY, hash=False)
+    input: Mapping[str, Any] = field(default_factory=dict, hash=False)
     connection: str | None = None
-    config: Mapping[str, Any] = field(default=_EMPTY, hash=False)
+    config: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     @classmethod
     def from_json(cls, body: Any) -> ExecutionRequest:
@@ -227,9 +228,7 @@ class CatalogCache:
             where = ", ".join(str(p) for p in settings.definitions_paths)
             return _EMPTY, f"no definitions folder exists ({where}); set DEFINITIONS_PATH"
         try:
-            catalog = load_definitions(
-                existing, allow_loopback_http=not settings.is_production
-            )
+            catalog = load_definitions(existing, allow_loopback_http=not settings.is_production)
         except DefinitionPathError as exc:
             return _EMPTY, str(exc)
         return catalog.definitions, None
@@ -237,7 +236,8 @@ class CatalogCache:
 
 class StageCache:
     """Each connector's stage as the registry records it (the definition's ``release_stage``
-    without a registry row), trusted for :data:`STAGE_TTL_S`."""
+    without a registry row), trusted for :data:`STAGE_TTL_S`; concurrent callers share one
+    read."""
 
     def __init__(
         self, registry: ConnectorRegistry | None, *, clock: Callable[[], float] = time.monotonic
@@ -245,17 +245,32 @@ class StageCache:
         self._registry = registry
         self._clock = clock
         self._seen: dict[str, tuple[float, ReleaseStage]] = {}
+        self._reading: dict[str, asyncio.Future[ReleaseStage]] = {}
 
     async def stage(self, definition: Definition) -> ReleaseStage:
         if self._registry is None:
             return definition.release_stage
-        now = self._clock()
         cached = self._seen.get(definition.id)
-        if cached is not None and now - cached[0] < STAGE_TTL_S:
+        if cached is not None and self._clock() - cached[0] < STAGE_TTL_S:
             return cached[1]
-        record = await self._registry.connector(definition.id)
+        reading = self._reading.get(definition.id)
+        if reading is None:
+            reading = asyncio.ensure_future(self._read(self._registry, definition))
+            self._reading[definition.id] = reading
+            reading.add_done_callback(self._forget)
+        return await asyncio.shield(reading)
+
+    def _forget(self, reading: asyncio.Future[ReleaseStage]) -> None:
+        for connector_id, pending in list(self._reading.items()):
+            if pending is reading:
+                del self._reading[connector_id]
+        if not reading.cancelled():
+            reading.exception()  # retrieved, even when every caller left
+
+    async def _read(self, registry: ConnectorRegistry, definition: Definition) -> ReleaseStage:
+        record = await registry.connector(definition.id)
         stage = effective_stage(definition, record) or definition.release_stage
-        self._seen[definition.id] = (now, stage)
+        self._seen[definition.id] = (self._clock(), stage)
         return stage
 
 
@@ -304,6 +319,12 @@ class Admission:
                 why,
                 hint=f"promote it (opsctl connectors promote {definition.id} --to stable)"
                 + ("" if self.settings.is_production else " or set GENERIC_EXECUTOR_ENABLED=true"),
+            )
+        if request.connection is None and definition.auth.type == "oauth2":
+            raise ExecutionRefused(
+                f"connector {definition.id!r} uses oauth2: an execution needs a connection",
+                hint=f"authorise one (GET /api/oauth/{definition.id}/authorize) and pass its id",
+                reason="missing_connection",
             )
         config = dict(request.config)
         if request.connection is not None and self.registry is not None:

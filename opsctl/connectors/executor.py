@@ -46,6 +46,7 @@ from opsctl.connectors.executor_input import (
 )
 from opsctl.connectors.model import Definition, Operation, RetryPolicy
 from opsctl.connectors.pagination import Pager, PageRequest, PageSeen
+from opsctl.crypto.errors import CryptoError
 from opsctl.errors import (
     ConfigError,
     ConnectionNeedsReauth,
@@ -69,6 +70,7 @@ _PERMANENT: Final = (
     ConfigError,
     SecretNotFound,
     SecretAccessDenied,
+    CryptoError,
 )
 """Credential failures that another try cannot fix; the others (a database or secret store
 that is down) propagate, so the job is retried."""

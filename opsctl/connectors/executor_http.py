@@ -237,7 +237,7 @@ def body_path(body: Any, path: str) -> Any:
 
 def records_at(body: Any, path: str | None) -> list[Any]:
     """The records of one page: the list at ``path``; an object there is one record. Without
-    a ``records_path`` the whole body is the one record."""
+    a ``records_path`` the body is the record (an array: each item one)."""
     value = body if path is None else body_path(body, path)
     if value is None:
         return []

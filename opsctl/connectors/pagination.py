@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 from yarl import URL
@@ -25,7 +24,6 @@ from opsctl.connectors.model import (
     Pagination,
 )
 
-_NONE: Mapping[str, Any] = MappingProxyType({})
 _FALSE = (False, None, 0, "", "false", "False")
 
 
@@ -33,7 +31,7 @@ _FALSE = (False, None, 0, "", "false", "False")
 class PageRequest:
     """What one page asks for: ``params`` set in the query or body, or a URL to ``follow``."""
 
-    params: Mapping[str, Any] = field(default=_NONE, hash=False)
+    params: Mapping[str, Any] = field(default_factory=dict, hash=False)
     location: str = "query"
     follow: URL | None = None
 
