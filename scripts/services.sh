@@ -14,6 +14,14 @@ if ! redis_up; then
   redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
     --dir /var/lib/redis --logfile /var/log/redis/ci.log || true
 fi
+# nginx lets the rate-limit tests load and drive the proxy configuration they generate; the
+# tests skip without it, so a failed install only costs those two tests.
+if ! command -v nginx >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "services: installing nginx-light for the proxy configuration tests" >&2
+  { apt-get install -y -q nginx-light || { apt-get update -q && apt-get install -y -q nginx-light; }; } \
+    >/dev/null 2>&1 || echo "services: nginx could not be installed; its tests will skip" >&2
+fi
+
 for _ in $(seq 1 50); do
   pg_up && redis_up && exit 0
   sleep 0.2

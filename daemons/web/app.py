@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from daemons.web import health, openapi, production
-from daemons.web.keys import QUEUE, SECRETS, SETTINGS, STARTED_AT, STORE
+from daemons.web import connectors, executions, health, metrics, openapi, production, status
+from daemons.web.keys import KEYRING, KEYRING_ERROR, QUEUE, SECRETS, SETTINGS, STARTED_AT, STORE
 from daemons.web.middleware import request_context
 from opsctl.queue import connect_queue
 from opsctl.queue.heartbeat import HeartbeatWriter
@@ -35,8 +35,15 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_secrets_ctx)
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_queue_ctx)
+    app.cleanup_ctx.append(_keyring_ctx)
+    app.cleanup_ctx.append(connectors.connectors_ctx)
+    app.cleanup_ctx.append(executions.admission_ctx)
     app.add_routes(health.routes)
+    app.add_routes(connectors.routes)
+    app.add_routes(executions.routes)
     app.add_routes(production.routes)
+    app.add_routes(metrics.routes)
+    app.add_routes(status.routes)
     app.add_routes(openapi.routes)
     return app
 
@@ -76,3 +83,23 @@ async def _queue_ctx(app: web.Application) -> AsyncIterator[None]:
             yield
     finally:
         await queue.close()
+
+
+async def _keyring_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The keyring of stored credentials (OAuth tokens). A web daemon without one still serves
+    health and the registry; what needs it answers 503 with KEYRING_ERROR's reason."""
+    from opsctl.crypto import open_keyring
+    from opsctl.errors import OpsctlError
+
+    try:
+        keyring = await open_keyring(app[STORE], app[SETTINGS])
+    except OpsctlError as exc:
+        log.warning("stored credentials are unavailable: %s", exc)
+        app[KEYRING_ERROR] = str(exc)
+        yield
+        return
+    try:
+        app[KEYRING] = keyring
+        yield
+    finally:
+        await keyring.source.close()

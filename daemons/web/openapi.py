@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 import opsctl
+from daemons.web import connectors, executions, metrics, status
 
 routes = web.RouteTableDef()
 
@@ -87,6 +88,25 @@ _HEARTBEAT = {
                 },
             },
         },
+        "rateLimits": {
+            "type": "object",
+            "description": "The shared vendor rate limiter's counters per connector",
+            "properties": {
+                "connectors": {
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "object",
+                        "properties": {
+                            "admitted": {"type": "integer"},
+                            "delayed": {"type": "integer", "description": "acquires told to wait"},
+                            "throttled": {"type": "integer", "description": "vendor throttles"},
+                            "paused": {"type": "integer", "description": "pauses set"},
+                            "pausedForSeconds": {"type": "number"},
+                        },
+                    },
+                }
+            },
+        },
     },
 }
 
@@ -124,7 +144,9 @@ def build_spec() -> dict[str, Any]:
                     "responses": {"200": _json("alive", {"type": "object"})},
                 }
             },
-            "/api/health/ready": _health_op("Readiness: database and queue"),
+            "/api/health/ready": _health_op(
+                "Readiness: connector definitions (registry), OAuth clients, database, queue"
+            ),
             "/api/production/ready": _health_op(
                 "Strict readiness: fails in production on the embedded SQLite database or queue"
             ),
@@ -164,6 +186,10 @@ def build_spec() -> dict[str, Any]:
                     "responses": {"200": _json("OpenAPI 3.1", {"type": "object"})},
                 }
             },
+            **connectors.OPENAPI_PATHS,
+            **executions.OPENAPI_PATHS,
+            **metrics.OPENAPI_PATHS,
+            **status.OPENAPI_PATHS,
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -172,6 +198,9 @@ def build_spec() -> dict[str, Any]:
                 "Check": _CHECK,
                 "Health": _HEALTH,
                 "Heartbeat": _HEARTBEAT,
+                **connectors.OPENAPI_SCHEMAS,
+                **executions.OPENAPI_SCHEMAS,
+                **status.OPENAPI_SCHEMAS,
             },
         },
     }

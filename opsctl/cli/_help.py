@@ -12,6 +12,10 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("up", "Run and supervise the topology: prefixed logs, restarts, a graceful stop on Ctrl-C."),
     ("status", "Show each supervised process: state, pid, uptime, restarts, CPU and memory."),
     (
+        "dashboard",
+        "Watch and operate the platform live: processes, queue, gate, connectors, limits, logs.",
+    ),
+    (
         "restart",
         "Restart every instance of TYPE, or one instance TYPE.N (a failed one gets a new chance).",
     ),
@@ -31,7 +35,9 @@ COMMANDS: tuple[tuple[str, str], ...] = (
         "manifests",
         "Procfile, ecosystem.config.js, render.yaml and fly.toml, from opsctl/topology.py.",
     ),
+    ("run", "Queue an execution of a connector operation; with --wait, print its records."),
     ("connectors", "Connector definitions: validate the JSON files that describe vendor APIs."),
+    ("rate-limits", "Vendor rate limits derived for a topology, and reverse-proxy lines to paste."),
     ("db", "Database schema: status and migrations."),
     ("keys", "Data keys that encrypt stored credentials: status, rotation, retirement."),
     ("secrets", "Secret providers and references: check they resolve."),

@@ -7,10 +7,12 @@ from typing import Annotated
 import typer
 
 import opsctl
-from opsctl.cli import check, daemon, db, gate, processes, queue, schedules, up
+from opsctl.cli import check, daemon, db, gate, processes, queue, run, schedules, up
 from opsctl.cli import connectors as connectors_cli
+from opsctl.cli import dashboard as dashboard_cli
 from opsctl.cli import keys as keys_cli
 from opsctl.cli import manifests as manifests_cli
+from opsctl.cli import ratelimits as ratelimits_cli
 from opsctl.cli import secrets as secrets_cli
 
 app = typer.Typer(
@@ -35,6 +37,9 @@ app.add_typer(secrets_cli.app, name="secrets")
 app.add_typer(keys_cli.app, name="keys")
 app.add_typer(connectors_cli.app, name="connectors")
 app.command("deploy-gate", epilog=gate.EPILOG)(gate.deploy_gate_cmd)
+app.command("run", epilog=run.EPILOG)(run.run_cmd)
+app.command("dashboard", epilog=dashboard_cli.EPILOG)(dashboard_cli.dashboard_cmd)
+app.command("rate-limits", epilog=ratelimits_cli.EPILOG)(ratelimits_cli.rate_limits_cmd)
 
 
 def _version(value: bool) -> None:

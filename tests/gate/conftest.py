@@ -31,7 +31,7 @@ class Ran:
     seconds: float
 
 
-async def run_gate(*args: str, env: dict[str, str], cwd: Path, timeout: float = 60) -> Ran:
+async def run_gate(*args: str, env: dict[str, str], cwd: Path, limit_s: float = 60) -> Ran:
     """``opsctl deploy-gate …`` as a subprocess, without blocking the test's event loop."""
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
@@ -43,7 +43,7 @@ async def run_gate(*args: str, env: dict[str, str], cwd: Path, timeout: float = 
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    out, err = await asyncio.wait_for(proc.communicate(), limit_s)
     assert proc.returncode is not None
     return Ran(proc.returncode, out.decode(), err.decode(), time.monotonic() - started)
 
