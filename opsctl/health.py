@@ -154,6 +154,8 @@ class QueueSnapshot:
     rtt_s: float | None = None
     error: str | None = None
     taken_at: float = field(default_factory=time.time)
+    rate_limits: dict[str, Any] | None = None
+    """The shared rate limiter's counters per connector (``None``: not read)."""
 
     @property
     def workers(self) -> list[HeartbeatView]:
@@ -186,7 +188,21 @@ async def snapshot_queue(
         return QueueSnapshot(
             backend, error=describe_redis_error(settings.queue_redis_url or "", exc)
         )
-    return QueueSnapshot(backend, stats, tuple(processes), rtt)
+    return QueueSnapshot(
+        backend, stats, tuple(processes), rtt, rate_limits=await _rate_limits(queue, settings)
+    )
+
+
+async def _rate_limits(queue: QueueBackend, settings: Settings) -> dict[str, Any] | None:
+    """The limiter's counters (they live beside the queue); ``None`` when they cannot be read,
+    which never fails a check."""
+    from opsctl.connectors.limiter import read_counters
+
+    try:
+        counters = await asyncio.wait_for(read_counters(queue, settings), CHECK_TIMEOUT_S)
+    except (TimeoutError, OpsctlError, OSError):
+        return None
+    return {"connectors": {name: c.to_json() for name, c in counters.items()}}
 
 
 def queue_checks(snapshot: QueueSnapshot, *, drain_threshold_s: float) -> list[CheckResult]:
@@ -330,6 +346,8 @@ def heartbeat_body(
             for w in sorted(workers, key=lambda w: w.heartbeat.id)
         ],
     }
+    if snapshot.rate_limits is not None:
+        body["rateLimits"] = snapshot.rate_limits
     return body
 
 

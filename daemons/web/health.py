@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
 
-from daemons.web.keys import QUEUE, SETTINGS, STORE
+from daemons.web.connectors import CATALOG
+from daemons.web.keys import QUEUE, SECRETS, SETTINGS, STORE
 from daemons.web.middleware import has_operator_token
 from opsctl.health import (
     CheckResult,
     check_database,
+    check_oauth,
     check_queue_backend,
+    check_registry,
     iso_time,
     run_checks,
     worst,
@@ -44,8 +48,15 @@ async def ready(request: web.Request) -> web.Response:
     settings = app[SETTINGS]
     store = app.get(STORE)
     queue = app.get(QUEUE)
+    provider = app.get(SECRETS)
+    catalog = app.get(CATALOG)  # the definitions this daemon serves, loaded at start-up
     results = await run_checks(
-        [lambda: check_database(store), lambda: check_queue_backend(settings, queue)]
+        [
+            lambda: asyncio.to_thread(check_registry, settings),
+            lambda: check_oauth(settings, store, provider, catalog=catalog),
+            lambda: check_database(store),
+            lambda: check_queue_backend(settings, queue),
+        ]
     )
     return health_response(results, detailed=has_operator_token(request))
 

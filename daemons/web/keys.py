@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from opsctl.crypto import Keyring
 from opsctl.queue import QueueBackend
 from opsctl.secrets import SecretProvider
 from opsctl.settings import Settings
@@ -14,3 +15,6 @@ STORE = web.AppKey("store", Store)
 QUEUE = web.AppKey("queue", QueueBackend)
 STARTED_AT = web.AppKey("started_at", float)
 SECRETS = web.AppKey("secrets", SecretProvider)
+KEYRING = web.AppKey("keyring", Keyring)
+"""Set when the keyring opened at start-up; otherwise KEYRING_ERROR says why."""
+KEYRING_ERROR = web.AppKey("keyring_error", str)

@@ -6,17 +6,28 @@ command that reports definition problems prints them the same way.
 
 from __future__ import annotations
 
+import asyncio
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TextIO
+from typing import TYPE_CHECKING, Annotated, TextIO, TypeVar
 
 import typer
 
+from opsctl.cli._checks import paint
 from opsctl.cli._common import JSON_HELP, print_json, settings_from_env
 
 if TYPE_CHECKING:
     from opsctl.connectors.findings import Finding
+    from opsctl.connectors.loader import Catalog
+    from opsctl.connectors.model import ReleaseStage
+    from opsctl.connectors.promotion import StageChange
+    from opsctl.connectors.registry import ApiClient, ConnectorRegistry
+    from opsctl.settings import Settings
+    from opsctl.store import Store
+
+T = TypeVar("T")
 
 app = typer.Typer(
     help="Connector definitions: validate the JSON files that describe vendor APIs.",
@@ -127,7 +138,7 @@ def validate_cmd(
 
 # --- the ConnectorRegistry: list, show, register-client, promote, demote -----------------
 
-BY_HELP = "Who makes the change, for the audit trail (default: OPSCTL_OPERATOR, else the OS user)."
+BY_HELP = "Who makes the change, for the audit (default: OPSCTL_OPERATOR, else the OS user)."
 REGISTRY_EPILOG = "Exit status: 0 done, 1 refused or failed, 2 usage or configuration error."
 
 
@@ -305,8 +316,10 @@ def register_client_cmd(
     by: Annotated[str | None, typer.Option("--by", help=BY_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
-    """Register the API client of a connector; the reference must resolve (its value is never
-    printed: a fingerprint is)."""
+    """Register a connector's API client; its secret reference must resolve.
+
+    The value is never printed: its fingerprint is.
+    """
     from opsctl.connectors.clients import register_client
     from opsctl.connectors.registry import operator_name
     from opsctl.errors import NotFound, UsageError
@@ -363,8 +376,8 @@ def _print_change(change: StageChange, verb: str) -> None:
         )
     width = max((len(c.name) for c in change.conditions), default=0)
     for c in change.conditions:
-        out.write(f"  {paint(c.status, out) if c.status != 'skip' else 'skip'}  "
-                  f"{c.name:<{width}}  {c.reason}\n")
+        status = paint(c.status, out) if c.status != "skip" else "skip"
+        out.write(f"  {status}  {c.name:<{width}}  {c.reason}\n")
     out.flush()
 
 
@@ -399,8 +412,11 @@ def promote_cmd(
     by: Annotated[str | None, typer.Option("--by", help=BY_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
-    """Move a connector up a stage. To stable only when the definition validates, a client is
-    registered and resolves, and the check operation succeeds; every unmet condition is listed."""
+    """Move a connector up a stage; to stable only when every condition holds.
+
+    Stable needs: the definition validates, an API client is registered and resolves, and the
+    check operation succeeds. A refusal lists every unmet condition.
+    """
     import json
 
     import aiohttp
@@ -430,6 +446,10 @@ def promote_cmd(
         redis = None
         keyring = None
         try:
+            if target not in (None, "stable"):  # no check to run, so no credentials to open
+                return await promote(
+                    catalog, registry, providers.primary, connector_id, who=who, to=target
+                )
             if settings.queue_redis_url:
                 from opsctl.connections import create_redis
 
