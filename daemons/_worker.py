@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ from opsctl.constants import (
     WORKER_MAINTENANCE_S,
     WORKER_RESERVE_WAIT_S,
 )
+from opsctl.errors import QueueError, QueueUnavailable
 from opsctl.queue import Job, QueueBackend, connect_queue
 from opsctl.queue.heartbeat import Activity, HeartbeatWriter, process_id
 from opsctl.queue.kinds import JobContext, KindRegistry, Reschedule, Resources
@@ -265,7 +267,7 @@ class Worker:
                 except Reschedule as exc:
                     if timed_out[slot]:
                         self._uncancel(slot)
-                    self._rescheduled(job, exc)
+                    self._rescheduled(job, exc, limit=kind.max_attempts)
                 except asyncio.CancelledError as exc:
                     if self._hard_stop:  # the drain deadline passed: the job is released
                         raise
@@ -363,17 +365,24 @@ class Worker:
         self._failed.append((job, reason, retry_at, False))
         self._outbox_ready.set()
 
-    def _rescheduled(self, job: Job, request: Reschedule) -> None:
-        """Queue a handler's request to run the job again later: the delayed set, no backoff."""
+    def _rescheduled(self, job: Job, request: Reschedule, *, limit: int | None) -> None:
+        """Queue a handler's request to run the job again later: the delayed set, no backoff,
+        and the run not counted (``defer``)."""
+        if not (isinstance(request.at, int | float) and math.isfinite(request.at)):
+            # The queue would refuse it, and the outbox would retry it for ever.
+            reason = f"rescheduled to {request.at!r}, which is not a time ({request.reason})"
+            self._failed_run(job, reason, limit=limit)
+            return
+        reason = redact(request.reason)  # stored as the job's deferred reason, shown later
         log.info(
             "job %s (%s) rescheduled in %.1f s: %s",
             job.id,
             job.kind,
             max(0.0, request.at - time.time()),
-            request.reason,
+            reason,
             extra={"job_id": job.id, "kind": job.kind, "attempt": job.attempt},
         )
-        self._failed.append((job, request.reason, request.at, True))
+        self._failed.append((job, reason, request.at, True))
         self._outbox_ready.set()
 
     async def _flush_loop(self) -> None:
@@ -402,6 +411,19 @@ class Worker:
             del self._done[: len(batch)]
             try:
                 acked = await queue.complete(batch)
+            except QueueUnavailable as exc:
+                self._done[:0] = batch
+                await self._pause(self.outage.lost(exc))
+                return False
+            except QueueError:
+                # The backend refused something in the batch (not an outage): acknowledge one by
+                # one, so one bad result fails its own job instead of stalling every other one.
+                try:
+                    acked = await self._complete_each(batch)
+                except QueueUnavailable as exc:
+                    self._done[:0] = batch  # those already acknowledged come back stale
+                    await self._pause(self.outage.lost(exc))
+                    return False
             except Exception as exc:
                 self._done[:0] = batch
                 await self._pause(self.outage.lost(exc))
@@ -423,7 +445,20 @@ class Worker:
         while self._failed:
             job, reason, retry_at, rescheduled = failure = self._failed.pop(0)
             try:
-                outcome = await queue.fail(job, reason, retry_at=retry_at)
+                if rescheduled and retry_at is not None:
+                    outcome: str = await queue.defer(job, run_at=retry_at, reason=reason)
+                else:
+                    outcome = await queue.fail(job, reason, retry_at=retry_at)
+            except QueueUnavailable as exc:
+                self._failed.insert(0, failure)
+                await self._pause(self.outage.lost(exc))
+                return False
+            except QueueError as exc:
+                # Refused, not unreachable: retrying would refuse again. The job keeps its lease
+                # until it lapses, then runs again elsewhere, so nothing is lost.
+                log.error("job %s (%s): the queue refused its outcome: %s", job.id, job.kind, exc)
+                held.pop(job.id, None)
+                continue
             except Exception as exc:
                 self._failed.insert(0, failure)
                 await self._pause(self.outage.lost(exc))
@@ -437,7 +472,25 @@ class Worker:
                 log.warning("job %s (%s) dead-lettered: %s", job.id, job.kind, reason)
             elif outcome == "stale":
                 self.stale += 1
+                if rescheduled:
+                    log.debug(
+                        "job %s (%s) was not rescheduled: its lease had lapsed", job.id, job.kind
+                    )
         return True
+
+    async def _complete_each(self, batch: list[tuple[Job, Any]]) -> list[bool]:
+        """Acknowledge jobs one at a time; a result the queue refuses fails that job alone."""
+        acked: list[bool] = []
+        for job, result in batch:
+            try:
+                [ok] = await self.queue.complete([(job, result)])
+            except QueueUnavailable:
+                raise
+            except QueueError as exc:
+                self._failed_run(job, f"the queue refused the result: {exc}", final=True)
+                ok = True  # its outcome now travels as a failure
+            acked.append(ok)
+        return acked
 
     async def _renew_loop(self) -> None:
         """Extend the lease of every job held, in one call, every lease/3."""

@@ -49,12 +49,29 @@ DRAIN_THRESHOLD_S = 60.0
 #   P:hb:<host:pid>       one process's heartbeat (expires)
 #   P:hb:index            zset host:pid → last beat, to list stale processes too
 #   P:hb:last             hash host:pid → its last heartbeat, so a stale one still shows its role
+#   P:rl:<connector>:<policy>:<scope>        one vendor budget (opsctl/connectors/limiter.py):
+#                         hash (bucket tokens, window counts) or zset lease → expiry (concurrency)
+#   P:rl:<connector>:<policy>:<scope>:pause  the budget's pause deadline after a vendor signal
+#   P:rl:<connector>:~:<connection>:pause    a connection's pause when no policy covered the call
+#   P:rl:counters         hash <connector>:admitted|delayed|refused|throttled|paused|paused_until
 JOB_KEY = "{prefix}:job:{id}"
 QUEUE_KEY = "{prefix}:q:{queue}:{part}"
 IDEMPOTENCY_KEY = "{prefix}:idem:{key}"
 HEARTBEAT_KEY = "{prefix}:hb:{id}"
 HEARTBEAT_INDEX_KEY = "{prefix}:hb:index"
 HEARTBEAT_LAST_KEY = "{prefix}:hb:last"
+RATE_LIMIT_KEY = "{prefix}:rl:{connector}:{policy}:{scope}"
+RATE_LIMIT_PAUSE_SUFFIX = ":pause"
+RATE_LIMIT_COUNTERS_KEY = "{prefix}:rl:counters"
+
+# The shared vendor rate limiter (opsctl/connectors/limiter.py)
+RATE_LIMIT_LEASE_S = 60.0  # a concurrency lease lapses after this (past the request timeout)
+RATE_LIMIT_POLL_S = 0.05  # a full concurrency policy is asked again after at most this
+RATE_LIMIT_RELEASE_FLUSH_S = 0.005  # a lease given back rides the next acquire, or goes alone
+RATE_LIMIT_RESERVATION_GRACE_S = 5.0  # a reservation not claimed this long after is dropped
+RATE_LIMIT_DEFAULT_PAUSE_S = 1.0  # a throttle answer that says nothing of how long to wait
+RATE_LIMIT_FALLBACK_PAUSE_CAP_S = 60.0  # ...pauses the shortest matching window, up to this
+RATE_LIMIT_MAX_PAUSE_S = 3600.0  # a vendor asking for longer is believed only this far
 
 # Topology and supervisor (opsctl/topology.py, opsctl/supervisor/)
 WEB_DRAIN_DEADLINE_S = 20.0  # in-flight requests finish within this after SIGTERM

@@ -149,7 +149,11 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
             "error": {"type": ["string", "null"]},
             "lastError": {
                 "type": ["string", "null"],
-                "description": "why the latest run ended early (a retry or a reschedule)",
+                "description": "why the latest failed run failed (it is being retried)",
+            },
+            "deferredReason": {
+                "type": ["string", "null"],
+                "description": "why the execution was rescheduled for later (a vendor's wait)",
             },
             "result": {
                 "type": ["object", "null"],

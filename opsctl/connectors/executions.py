@@ -31,8 +31,8 @@ from opsctl.queue import JobInfo, NewJob, QueueBackend
 from opsctl.queue.kinds import CONNECTOR_EXECUTE
 from opsctl.settings import Settings
 
-EXECUTION_MAX_ATTEMPTS: Final = 10
-"""Runs an execution job may take: reschedules after a long vendor wait count as runs."""
+EXECUTION_MAX_ATTEMPTS: Final = 5
+"""Failed runs an execution job may take (reschedules after a long vendor wait do not count)."""
 CATALOG_RELOAD_S: Final = 2.0
 """An unknown connector id reloads the definitions at most this often."""
 STAGE_TTL_S: Final = 1.0
@@ -411,6 +411,7 @@ def execution_view(info: JobInfo) -> dict[str, Any]:
         "maxAttempts": info.max_attempts,
         "error": error,
         "lastError": info.last_error,
+        "deferredReason": info.deferred_reason,
         "result": result,
         "timings": {
             "createdAt": info.created_at,

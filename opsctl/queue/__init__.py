@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from opsctl.constants import DEFAULT_QUEUE
 from opsctl.queue.base import (
+    DeferOutcome,
     FailOutcome,
     Heartbeat,
     HeartbeatView,
@@ -21,6 +22,7 @@ from opsctl.queue.base import (
 from opsctl.settings import Settings
 
 __all__ = [
+    "DeferOutcome",
     "FailOutcome",
     "Heartbeat",
     "HeartbeatView",

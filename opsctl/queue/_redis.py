@@ -45,6 +45,7 @@ from opsctl.constants import (
 )
 from opsctl.errors import QueueError, QueueUnavailable
 from opsctl.queue.base import (
+    DeferOutcome,
     FailOutcome,
     Heartbeat,
     HeartbeatView,
@@ -63,6 +64,7 @@ _SCRIPTS = (
     "complete",
     "renew",
     "fail",
+    "defer",
     "release",
     "promote",
     "requeue",
@@ -161,7 +163,7 @@ def _printable(text: object) -> str:
 
 def _relative(at: float, what: str) -> float:
     """An absolute time on this machine's clock as seconds from now, which Redis adds to TIME."""
-    if not math.isfinite(at):
+    if not (isinstance(at, int | float) and math.isfinite(at)):
         raise QueueError(f"{what} must be a finite time, got {at!r}")
     return at - time.time()
 
@@ -375,6 +377,17 @@ class RedisQueue:
         )
         return cast(FailOutcome, outcome.decode())
 
+    async def defer(self, job: Job, *, run_at: float, reason: str | None = None) -> DeferOutcome:
+        """Put the job in the delayed set until ``run_at`` with its run given back, in one
+        script; ``stale`` for an old token (nothing changed)."""
+        delay = _relative(run_at, "run_at")
+        outcome = await self._run(
+            "defer",
+            (self._active, self._delayed),
+            (self._job_prefix, job.id, job.token, _printable(reason) if reason else "", delay),
+        )
+        return cast(DeferOutcome, outcome.decode())
+
     async def release(self, jobs: Sequence[Job]) -> None:
         """Put unfinished jobs back at the front, in their order; the run does not count."""
         for start in range(0, len(jobs), _CHUNK):
@@ -567,6 +580,7 @@ def _info(job_id: str, fields: dict[bytes, bytes], queue: str) -> JobInfo:
         finished_at=number("finished_at"),
         last_error=text("last_error"),
         result=json.loads(result) if result is not None else None,
+        deferred_reason=text("deferred_reason"),
     )
 
 

@@ -35,6 +35,7 @@ from opsctl.constants import (
 )
 from opsctl.errors import QueueError, QueueUnavailable
 from opsctl.queue.base import (
+    DeferOutcome,
     FailOutcome,
     Heartbeat,
     HeartbeatView,
@@ -48,7 +49,7 @@ from opsctl.queue.base import (
 P = ParamSpec("P")
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 30.0
 COMPLETED_WINDOW_S = 60.0
 POLL_FIRST_S = 0.001
@@ -81,7 +82,8 @@ _SCHEMA = (
         started_at   REAL,
         finished_at  REAL,
         last_error   TEXT,
-        result       TEXT
+        result       TEXT,
+        deferred_reason TEXT
     )
     """,
     "CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (queue, pos, seq, ready_at)"
@@ -110,6 +112,11 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
     "INSERT OR IGNORE INTO counters (name, value) VALUES ('token', 0)",
 )
+
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: ("ALTER TABLE jobs ADD COLUMN deferred_reason TEXT",),
+}
+"""Version → the statements that bring a file of the version before it up to it."""
 
 _INSERT_JOB = (
     "INSERT INTO jobs (id, queue, kind, payload, status, pos, ready_at, run_at, max_attempts,"
@@ -186,6 +193,12 @@ def _connect(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
                     hint="upgrade opsctl, or move the file aside",
                 )
             if version < SCHEMA_VERSION:
+                # Version 0 is a new file, which _SCHEMA creates whole (the version is set in
+                # the same transaction); an older one takes its migrations first.
+                if version > 0:
+                    for step in range(version + 1, SCHEMA_VERSION + 1):
+                        for statement in _MIGRATIONS[step]:
+                            db.execute(statement)
                 for statement in _SCHEMA:
                     db.execute(statement)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -611,6 +624,22 @@ class SQLiteQueue:
                 (retry_at, error, job.id),
             )
             return "retry"
+
+    async def defer(self, job: Job, *, run_at: float, reason: str | None = None) -> DeferOutcome:
+        """Put the job in the delayed set until ``run_at`` with its run given back, in one
+        transaction; ``stale`` for an old token (nothing changed)."""
+        _check_time("run_at", run_at)
+        return await self._call(self._defer, job, run_at, str(reason) if reason else None)
+
+    def _defer(self, job: Job, run_at: float, reason: str | None) -> DeferOutcome:
+        with _transaction(self._conn) as db:
+            cursor = db.execute(
+                "UPDATE jobs SET status = 'delayed', run_at = ?, deferred_reason = ?,"
+                " attempts = max(attempts - 1, 0), owner = NULL, lease_until = NULL"
+                " WHERE id = ? AND token = ? AND status = 'active'",
+                (run_at, reason, job.id, job.token),
+            )
+        return "deferred" if cursor.rowcount == 1 else "stale"
 
     async def release(self, jobs: Sequence[Job]) -> None:
         """Put unfinished jobs back at the front, in their order; the run does not count."""

@@ -3,10 +3,11 @@
 Semantics (DESIGN.md §7): at-least-once. A job is never removed before it is acknowledged.
 ``reserve`` hands out jobs under a lease that the worker renews; a lease that lapses puts the
 job back (``requeue_expired``). Each reservation gets a new fencing ``token``; ``complete``,
-``fail``, ``renew`` and ``release`` act only when the token is still the job's current one, so a
-late finisher cannot overwrite the new owner's result. ``fail`` with a ``retry_at`` sends the job
-through the delayed set; past ``max_attempts`` (or with ``retry_at=None``) it goes to the dead
-set with its reason stored.
+``fail``, ``defer``, ``renew`` and ``release`` act only when the token is still the job's current
+one, so a late finisher cannot overwrite the new owner's result. ``fail`` with a ``retry_at``
+sends the job through the delayed set; past ``max_attempts`` (or with ``retry_at=None``) it goes
+to the dead set with its reason stored. ``defer`` sends it through the delayed set without
+counting the run, so a job that must wait (a vendor's rate limit) is never dead-lettered for it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, Literal, Protocol
 
 JobStatus = Literal["ready", "delayed", "active", "done", "dead"]
 FailOutcome = Literal["retry", "dead", "stale"]
+DeferOutcome = Literal["deferred", "stale"]
 
 
 def new_job_id() -> str:
@@ -47,7 +49,7 @@ class Job:
     payload: Any
     queue: str
     attempt: int
-    """1 on the first run; counts runs that ended (failed, lapsed), not releases."""
+    """1 on the first run; counts runs that ended (failed, lapsed), not releases or defers."""
     max_attempts: int
     token: int
     """Fencing token of this reservation; every reservation of the job gets a larger one."""
@@ -73,7 +75,10 @@ class JobInfo:
     """When the latest reservation began (backend clock), for enqueue-to-start latency."""
     finished_at: float | None = None
     last_error: str | None = None
+    """Why the latest failed or lapsed run ended."""
     result: Any = None
+    deferred_reason: str | None = None
+    """Why the latest ``defer`` put the job off (kept apart from failures' ``last_error``)."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +143,11 @@ class QueueBackend(Protocol):
     async def fail(self, job: Job, error: str, *, retry_at: float | None) -> FailOutcome:
         """Record a failed run: retry at ``retry_at``, or dead-letter past the attempt limit
         or when ``retry_at`` is None; ``stale`` when the token is no longer current."""
+
+    async def defer(self, job: Job, *, run_at: float, reason: str | None = None) -> DeferOutcome:
+        """Put a reserved job back in the delayed set until ``run_at`` without counting the run
+        (like ``release``, but later): ``stale`` when the token is no longer current (nothing
+        changed)."""
 
     async def release(self, jobs: Sequence[Job]) -> None:
         """Put unfinished jobs back at the front of the ready queue; the run does not count."""

@@ -75,8 +75,8 @@ class Reschedule(Exception):
     """Raised by a handler: run this job again at ``at`` (epoch seconds) through the delayed set.
 
     Not a failure: the worker logs no warning, applies no backoff and does not count it as
-    failed. The queue still counts the run in the job's attempts (``fail`` is its only way into
-    the delayed set), so a kind that reschedules is enqueued with attempts to spare.
+    failed; the queue's ``defer`` puts the job in the delayed set without counting the run, so
+    a job may reschedule itself any number of times.
     """
 
     def __init__(self, at: float, reason: str) -> None:

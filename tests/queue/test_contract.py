@@ -4,7 +4,8 @@ Conventions the suite fixes for every backend:
 - Bad input to any queue method (a payload or result that is not JSON, count <= 0, lease_s <= 0,
   a negative wait) raises :class:`opsctl.errors.QueueError`, with nothing written.
 - ``JobInfo.attempts`` counts the runs a job has had: 0 when fresh, one more per failed or lapsed
-  run, unchanged by ``release``; ``Job.attempt`` is the number of the run being handed out.
+  run, unchanged by ``release`` and ``defer``; ``Job.attempt`` is the number of the run being
+  handed out.
 - Times are the backend's clock; ``run_at`` and ``retry_at`` are given on this machine's clock.
 """
 
@@ -566,3 +567,109 @@ async def test_a_cancelled_reserve_strands_no_job(queue: QueueBackend, steps: in
         handed_out = 0
     stats = await queue.stats()
     assert (stats.active, stats.waiting) == (handed_out, 5 - handed_out)
+
+
+# -- defer ----------------------------------------------------------------------------------------
+
+
+async def test_defer_waits_in_the_delayed_set_without_counting_the_run(
+    queue: QueueBackend,
+) -> None:
+    job_id = await queue.enqueue(NewJob("patient", {"x": 1}, max_attempts=2))
+    job = await reserve_one(queue)
+    outcome = await queue.defer(job, run_at=time.time() + 0.2, reason="vendor: wait 0.2 s")
+    assert outcome == "deferred"
+    info = await queue.get(job_id)
+    assert info is not None
+    assert (info.status, info.attempts) == ("delayed", 0)
+    assert (info.deferred_reason, info.last_error) == ("vendor: wait 0.2 s", None)
+    assert info.run_at == pytest.approx(time.time() + 0.2, abs=0.15)
+    stats = await queue.stats()
+    assert (stats.active, stats.delayed, stats.waiting) == (0, 1, 0)
+    assert await queue.reserve(1, owner=OWNER, lease_s=30) == []
+    assert await queue.promote_due() == 0
+
+    await asyncio.sleep(0.3)
+    assert await queue.promote_due() == 1
+    info = await queue.get(job_id)
+    assert info is not None and info.status == "ready"
+    again = await reserve_one(queue)
+    assert (again.id, again.payload, again.attempt) == (job_id, {"x": 1}, job.attempt)
+    assert again.token > job.token
+    # The deferred reservation is over: its token can neither finish nor defer the job.
+    assert await queue.complete([(job, "old")]) == [False]
+    assert await queue.defer(job, run_at=time.time(), reason="old") == "stale"
+
+
+async def test_defer_many_times_never_uses_up_the_attempts(queue: QueueBackend) -> None:
+    job_id = await queue.enqueue(NewJob("patient", max_attempts=1))
+    tokens = []
+    for n in range(4):
+        job = await reserve_one(queue)
+        assert job.attempt == 1
+        tokens.append(job.token)
+        reason = None if n == 3 else f"wait {n}"
+        assert await queue.defer(job, run_at=time.time() - 1, reason=reason) == "deferred"
+        info = await queue.get(job_id)
+        assert info is not None
+        assert (info.status, info.attempts, info.deferred_reason) == ("delayed", 0, reason)
+        assert await queue.promote_due() == 1
+    assert tokens == sorted(set(tokens))
+    job = await reserve_one(queue)
+    assert await queue.complete([(job, "ran")]) == [True]
+    info = await queue.get(job_id)
+    assert info is not None and (info.status, info.attempts, info.result) == ("done", 1, "ran")
+
+
+async def test_defer_with_a_stale_token_leaves_the_new_owner_alone(queue: QueueBackend) -> None:
+    job_id = await queue.enqueue(NewJob("race"))
+    old = await reserve_one(queue, lease_s=0.2)
+    await asyncio.sleep(0.3)
+    assert await queue.requeue_expired() == 1
+    # Lapsed and back in the queue: the old owner cannot put it off.
+    assert await queue.defer(old, run_at=time.time() + 60, reason="late") == "stale"
+    info = await queue.get(job_id)
+    assert info is not None and (info.status, info.attempts) == ("ready", 1)
+
+    new = await reserve_one(queue)
+    assert await queue.defer(old, run_at=time.time() + 60, reason="later") == "stale"
+    info = await queue.get(job_id)
+    assert info is not None
+    assert (info.status, info.attempts, info.deferred_reason) == ("active", 2, None)
+    stats = await queue.stats()
+    assert (stats.active, stats.delayed) == (1, 0)
+    assert await queue.renew([new], lease_s=30) == []
+    assert await queue.complete([(new, "new")]) == [True]
+    info = await queue.get(job_id)
+    assert info is not None and (info.status, info.result) == ("done", "new")
+
+
+async def test_defer_of_a_finished_job_is_stale(queue: QueueBackend) -> None:
+    done_id, dead_id = await queue.enqueue_many([NewJob("a"), NewJob("b")])
+    done, dead = await queue.reserve(2, owner=OWNER, lease_s=30)
+    assert await queue.complete([(done, "ok")]) == [True]
+    assert await queue.fail(dead, "no", retry_at=None) == "dead"
+    for job in (done, dead):
+        assert await queue.defer(job, run_at=time.time() + 60, reason="too late") == "stale"
+    finished = await queue.get(done_id)
+    assert finished is not None
+    assert (finished.status, finished.result, finished.deferred_reason) == ("done", "ok", None)
+    failed = await queue.get(dead_id)
+    assert failed is not None and (failed.status, failed.attempts) == ("dead", 1)
+    stats = await queue.stats()
+    assert (stats.delayed, stats.failed) == (0, 1)
+
+
+@pytest.mark.parametrize(
+    "run_at", [float("nan"), float("inf"), float("-inf"), "soon", None], ids=repr
+)
+async def test_defer_rejects_a_time_that_is_not_a_finite_number(
+    queue: QueueBackend, run_at: object
+) -> None:
+    await queue.enqueue(NewJob("x"))
+    job = await reserve_one(queue)
+    with pytest.raises(QueueError, match="run_at"):
+        await queue.defer(job, run_at=run_at, reason="bad")  # type: ignore[arg-type]
+    info = await queue.get(job.id)
+    assert info is not None and (info.status, info.attempts) == ("active", 1)
+    assert await queue.defer(job, run_at=time.time() + 60) == "deferred"
