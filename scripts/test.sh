@@ -9,4 +9,6 @@ echo "== ruff" >&2
 echo "== mypy" >&2
 .venv/bin/mypy
 echo "== pytest" >&2
-exec .venv/bin/pytest "$@"
+# Two workers: the suite is mostly real processes and sockets waiting on each other, and
+# every test has its own database, Redis prefix, ports and data directory.
+exec .venv/bin/pytest -n "${PYTEST_WORKERS:-2}" "$@"
