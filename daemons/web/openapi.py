@@ -98,7 +98,8 @@ _HEARTBEAT = {
                         "type": "object",
                         "properties": {
                             "admitted": {"type": "integer"},
-                            "delayed": {"type": "integer", "description": "acquires told to wait"},
+                            "delayed": {"type": "integer", "description": "admitted after a wait"},
+                            "refused": {"type": "integer", "description": "told to come back"},
                             "throttled": {"type": "integer", "description": "vendor throttles"},
                             "paused": {"type": "integer", "description": "pauses set"},
                             "pausedForSeconds": {"type": "number"},

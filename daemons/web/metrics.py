@@ -1,0 +1,171 @@
+"""``GET /metrics``: the queue, its workers and the shared rate limiter in Prometheus text format.
+
+One read of the queue (:func:`opsctl.health.snapshot_queue`, the heartbeat's own) per scrape;
+the limiter's counters come with it. Operator token required whenever one is configured
+(always in production).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+from daemons.web.keys import QUEUE, SETTINGS
+from daemons.web.middleware import require_operator
+from opsctl.health import QueueSnapshot, snapshot_queue
+
+routes = web.RouteTableDef()
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_QUEUE_GAUGES = (
+    ("waiting", "waiting", "Jobs ready to run."),
+    ("delayed", "delayed", "Jobs waiting for their time (retries, reschedules, schedules)."),
+    ("active", "active", "Jobs running under a lease."),
+    ("failed", "dead_letters", "Jobs in the dead-letter set."),
+    (
+        "oldest_waiting_age_s",
+        "oldest_waiting_age_seconds",
+        "Age of the next job to run, from when it became ready.",
+    ),
+    ("completed_last_minute", "completed_last_minute", "Jobs completed in the last minute."),
+)
+_LIMITER_COUNTERS = (
+    ("admitted", "admitted_total", "counter", "Requests the shared rate limiter admitted."),
+    ("delayed", "delayed_total", "counter", "Admitted requests that waited for their slot."),
+    (
+        "refused",
+        "refused_total",
+        "counter",
+        "Asks told to come back with nothing charged (rescheduled, or concurrency full).",
+    ),
+    ("throttled", "throttled_total", "counter", "Vendor answers with a throttle status."),
+    ("paused", "pauses_total", "counter", "Pauses set for every worker from vendor signals."),
+    ("pausedForSeconds", "paused_seconds", "gauge", "Seconds until the latest pause ends."),
+)
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _value(value: float | int) -> str:
+    return repr(float(value)) if isinstance(value, float) else str(value)
+
+
+class _Page:
+    """Metric families in the exposition format: HELP and TYPE once, then the samples."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def family(
+        self,
+        name: str,
+        kind: str,
+        help_text: str,
+        samples: Iterable[tuple[Mapping[str, str], float | int]],
+    ) -> None:
+        rows = list(samples)
+        if not rows:
+            return
+        self.lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        for labels, value in rows:
+            text = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
+            self.lines.append(
+                f"{name}{{{text}}} {_value(value)}" if text else f"{name} {_value(value)}"
+            )
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def render(snapshot: QueueSnapshot) -> str:
+    """The page for one queue snapshot (pure: tests and other faces can call it)."""
+    page = _Page()
+    backend = {"backend": snapshot.backend}
+    page.family(
+        "opsctl_queue_up",
+        "gauge",
+        "Whether the queue backend answered this scrape.",
+        [(backend, 1 if snapshot.stats is not None else 0)],
+    )
+    stats = snapshot.stats
+    if stats is not None:
+        for attr, name, help_text in _QUEUE_GAUGES:
+            page.family(
+                f"opsctl_queue_{name}", "gauge", help_text, [(backend, getattr(stats, attr))]
+            )
+        page.family(
+            "opsctl_queue_ping_seconds",
+            "gauge",
+            "Round trip to the queue backend.",
+            [(backend, snapshot.rtt_s or 0.0)],
+        )
+        workers = sorted(snapshot.workers, key=lambda w: w.heartbeat.id)
+        page.family(
+            "opsctl_workers",
+            "gauge",
+            "Worker processes by heartbeat state.",
+            [
+                ({"state": "alive"}, sum(1 for w in workers if w.live)),
+                ({"state": "stale"}, sum(1 for w in workers if not w.live)),
+            ],
+        )
+        page.family(
+            "opsctl_worker_in_flight",
+            "gauge",
+            "Jobs a live worker is running.",
+            [({"worker": w.heartbeat.id}, w.heartbeat.in_flight) for w in workers if w.live],
+        )
+        page.family(
+            "opsctl_worker_processed_total",
+            "counter",
+            "Jobs a live worker has finished since it started.",
+            [({"worker": w.heartbeat.id}, w.heartbeat.processed) for w in workers if w.live],
+        )
+    connectors: Mapping[str, Any] = (snapshot.rate_limits or {}).get("connectors", {})
+    for field, name, kind, help_text in _LIMITER_COUNTERS:
+        page.family(
+            f"opsctl_rate_limit_{name}",
+            kind,
+            help_text,
+            [({"connector": c}, counters[field]) for c, counters in sorted(connectors.items())],
+        )
+    return page.text()
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus scrape endpoint (DESIGN.md §4)."""
+    require_operator(request)
+    snapshot = await snapshot_queue(request.app.get(QUEUE), request.app[SETTINGS])
+    return web.Response(
+        body=render(snapshot).encode(),
+        headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"},
+    )
+
+
+OPENAPI_PATHS: dict[str, Any] = {
+    "/metrics": {
+        "get": {
+            "summary": "Prometheus metrics: queue gauges, workers, shared rate limiter counters",
+            "description": "Prometheus text exposition format 0.0.4. `opsctl_queue_*` gauges "
+            "(waiting, delayed, active, dead_letters, oldest_waiting_age_seconds, "
+            "completed_last_minute, up), `opsctl_workers{state}`, and per connector "
+            "`opsctl_rate_limit_{admitted,delayed,refused,throttled,pauses}_total` and "
+            "`opsctl_rate_limit_paused_seconds`. Operator token required when configured "
+            "(always in production).",
+            "security": [{"bearer": []}],
+            "responses": {
+                "200": {
+                    "description": "the metrics",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                "401": {"description": "operator token required"},
+            },
+        }
+    }
+}
