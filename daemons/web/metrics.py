@@ -12,9 +12,10 @@ from typing import Any
 
 from aiohttp import web
 
-from daemons.web.keys import QUEUE, SETTINGS
+from daemons.web.keys import QUEUE, SETTINGS, STORE
 from daemons.web.middleware import require_operator
 from opsctl.health import QueueSnapshot, snapshot_queue
+from opsctl.store import Store
 
 routes = web.RouteTableDef()
 
@@ -82,8 +83,9 @@ class _Page:
         return "\n".join(self.lines) + "\n"
 
 
-def render(snapshot: QueueSnapshot) -> str:
-    """The page for one queue snapshot (pure: tests and other faces can call it)."""
+def render(snapshot: QueueSnapshot, keys: Mapping[str, Any] | None = None) -> str:
+    """The page for one queue snapshot and, when given, the keyring's ``key_status`` (pure:
+    tests and other faces can call it)."""
     page = _Page()
     backend = {"backend": snapshot.backend}
     page.family(
@@ -134,7 +136,39 @@ def render(snapshot: QueueSnapshot) -> str:
             help_text,
             [({"connector": c}, counters[field]) for c, counters in sorted(connectors.items())],
         )
+    if keys is not None:
+        items = sorted(keys.get("keys", []), key=lambda k: str(k["id"]))
+        page.family(
+            "opsctl_encryption_rows",
+            "gauge",
+            "Stored credentials under each data key (rotation moves them to the active one).",
+            [({"key": str(k["id"]), "state": str(k["state"])}, k["rows"]) for k in items],
+        )
+        page.family(
+            "opsctl_encryption_rows_pending",
+            "gauge",
+            "Stored credentials not yet on the active data key.",
+            [({}, keys.get("pending", 0))],
+        )
+        page.family(
+            "opsctl_encryption_active_key_age_seconds",
+            "gauge",
+            "Age of the active data key.",
+            [({"key": str(k["id"])}, k["age_s"]) for k in items if k["id"] == keys.get("active")],
+        )
     return page.text()
+
+
+async def _key_status(store: Store | None) -> Mapping[str, Any] | None:
+    """The keyring's rows per key, or None when it cannot be read (the page still renders)."""
+    if store is None:
+        return None
+    from opsctl.crypto import key_status
+
+    try:
+        return await key_status(store)
+    except Exception:  # a scrape must not fail because one source did
+        return None
 
 
 @routes.get("/metrics")
@@ -142,8 +176,9 @@ async def metrics(request: web.Request) -> web.Response:
     """Prometheus scrape endpoint (DESIGN.md §4)."""
     require_operator(request)
     snapshot = await snapshot_queue(request.app.get(QUEUE), request.app[SETTINGS])
+    keys = await _key_status(request.app.get(STORE))
     return web.Response(
-        body=render(snapshot).encode(),
+        body=render(snapshot, keys).encode(),
         headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"},
     )
 
