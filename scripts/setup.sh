@@ -17,6 +17,9 @@ stamp=.venv/.opsctl-installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || [ ! -x .venv/bin/opsctl ]; then
   echo "setup: installing opsctl and its dependencies into .venv" >&2
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+  # This machine's pip configuration names local indexes that may be absent; pip warns about
+  # each one, which buries real errors, so those lines alone are filtered out.
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' \
+    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
   echo "$want" > "$stamp"
 fi
