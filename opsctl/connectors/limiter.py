@@ -52,7 +52,7 @@ import socket
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -89,6 +89,7 @@ from opsctl.constants import (
     RATE_LIMIT_RESERVATION_GRACE_S,
 )
 from opsctl.errors import ConfigError, QueueError, QueueUnavailable
+from opsctl.queue._sqlite import write_transaction
 from opsctl.settings import Settings
 
 log = logging.getLogger("opsctl.connectors.limiter")
@@ -633,7 +634,7 @@ class SQLiteState:
                 with contextlib.suppress(sqlite3.OperationalError):  # another process converts
                     db.execute("PRAGMA journal_mode = WAL")
                 db.execute("PRAGMA synchronous = NORMAL")
-                with _immediate(db):
+                with write_transaction(db):
                     for statement in _SQLITE_SCHEMA:
                         db.execute(statement)
             except BaseException:
@@ -658,7 +659,7 @@ class SQLiteState:
         db = self._db
 
         def work() -> Any:
-            with _immediate(db):
+            with write_transaction(db):
                 return fn(db)
 
         return await asyncio.get_running_loop().run_in_executor(
@@ -731,18 +732,6 @@ class SQLiteState:
         self._closed = True
         await asyncio.get_running_loop().run_in_executor(self._executor, self._db.close)
         self._executor.shutdown(wait=True)
-
-
-@contextlib.contextmanager
-def _immediate(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield db
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
 
 
 def _guard(path: Path, fn: Callable[[], Any]) -> Callable[[], Any]:

@@ -184,7 +184,7 @@ def _connect(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
         db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
         _switch_to_wal(db, busy_timeout_s)
         db.execute("PRAGMA synchronous = NORMAL")  # in WAL: durable across process crashes
-        with _transaction(db):
+        with write_transaction(db):
             (version,) = db.execute("PRAGMA user_version").fetchone()
             if version > SCHEMA_VERSION:
                 raise QueueError(
@@ -228,7 +228,7 @@ def _switch_to_wal(db: sqlite3.Connection, busy_timeout_s: float) -> None:
 
 
 @contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+def write_transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """A write transaction that holds the file's write lock from its first statement."""
     db.execute("BEGIN IMMEDIATE")
     try:
@@ -437,7 +437,7 @@ class SQLiteQueue:
         rows = [self._row(job, now) for job in jobs]
         ids: list[str] = []
         plain: list[tuple[Any, ...]] = []
-        with _transaction(self._conn) as db:
+        with write_transaction(self._conn) as db:
             for job, row in zip(jobs, rows, strict=True):
                 if job.idempotency_key is None and job.job_id is None:
                     plain.append(row)
@@ -511,7 +511,7 @@ class SQLiteQueue:
         probe = "SELECT 1 FROM jobs WHERE queue = ? AND status = 'ready' LIMIT 1"
         if db.execute(probe, (self.queue,)).fetchone() is None:
             return []
-        with _transaction(db):
+        with write_transaction(db):
             seqs = db.execute(
                 "SELECT seq FROM jobs WHERE queue = ? AND status = 'ready'"
                 " ORDER BY pos, seq LIMIT ?",
@@ -557,7 +557,7 @@ class SQLiteQueue:
 
     def _renew(self, jobs: list[Job], lease_s: float) -> list[str]:
         lost = []
-        with _transaction(self._conn) as db:
+        with write_transaction(self._conn) as db:
             lease_until = self._clock() + lease_s
             for job in jobs:
                 cursor = db.execute(
@@ -582,7 +582,7 @@ class SQLiteQueue:
             for job, result in outcomes
         ]
         done = []
-        with _transaction(self._conn) as db:
+        with write_transaction(self._conn) as db:
             now = self._clock()
             for result, job_id, token in rows:
                 cursor = db.execute(
@@ -602,7 +602,7 @@ class SQLiteQueue:
         return await self._call(self._fail, job, str(error), retry_at)
 
     def _fail(self, job: Job, error: str, retry_at: float | None) -> FailOutcome:
-        with _transaction(self._conn) as db:
+        with write_transaction(self._conn) as db:
             row = db.execute(
                 "SELECT attempts, max_attempts FROM jobs"
                 " WHERE id = ? AND token = ? AND status = 'active'",
@@ -632,7 +632,7 @@ class SQLiteQueue:
         return await self._call(self._defer, job, run_at, str(reason) if reason else None)
 
     def _defer(self, job: Job, run_at: float, reason: str | None) -> DeferOutcome:
-        with _transaction(self._conn) as db:
+        with write_transaction(self._conn) as db:
             cursor = db.execute(
                 "UPDATE jobs SET status = 'delayed', run_at = ?, deferred_reason = ?,"
                 " attempts = max(attempts - 1, 0), owner = NULL, lease_until = NULL"
@@ -647,7 +647,7 @@ class SQLiteQueue:
             await self._call(self._release, list(jobs))
 
     def _release(self, jobs: list[Job]) -> None:
-        with _transaction(self._conn) as db:
+        with write_transaction(self._conn) as db:
             now = self._clock()
             first = self._front(db, len(jobs))
             db.executemany(
@@ -666,7 +666,7 @@ class SQLiteQueue:
         return await self._call(self._promote_due, limit)
 
     def _promote_due(self, limit: int) -> int:
-        with _transaction(self._conn) as db:
+        with write_transaction(self._conn) as db:
             now = self._clock()
             moved = db.execute(
                 "UPDATE jobs SET status = 'ready', pos = run_at, ready_at = ?"
@@ -693,7 +693,7 @@ class SQLiteQueue:
         return await self._call(self._requeue_expired, limit)
 
     def _requeue_expired(self, limit: int) -> int:
-        with _transaction(self._conn) as db:
+        with write_transaction(self._conn) as db:
             now = self._clock()
             lapsed = db.execute(
                 "SELECT seq, attempts, max_attempts, owner FROM jobs"
@@ -789,7 +789,7 @@ class SQLiteQueue:
             "UPDATE jobs SET status = 'ready', attempts = 0, pos = ?, ready_at = ?,"
             " finished_at = NULL WHERE queue = ? AND status = 'dead'"
         )
-        with _transaction(self._conn) as db:
+        with write_transaction(self._conn) as db:
             now = self._clock()
             if ids is None:
                 return db.execute(update, (now, now, self.queue)).rowcount
@@ -804,7 +804,7 @@ class SQLiteQueue:
 
     def _purge_dead(self, ids: list[str] | None) -> int:
         where = "queue = ? AND status = 'dead'"
-        with _transaction(self._conn) as db:
+        with write_transaction(self._conn) as db:
             batches: list[tuple[str, tuple[str, ...]]]
             if ids is None:
                 batches = [(where, (self.queue,))]

@@ -5,26 +5,23 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from daemons.web import create_app
 from daemons.worker import WorkerOptions, create_worker
 from opsctl.connectors.registry import ConnectorRegistry
 from opsctl.queue import open_queue
 from opsctl.settings import Settings
 from opsctl.store import open_store
-from tests.conftest import SettingsFactory
+from tests.conftest import Serve, SettingsFactory
 from tests.executor._vendor import ITEMS, Reply, Vendor, definition, document
 
 TOKEN = "operator-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-Serve = Callable[[Settings], Awaitable[str]]
 
 LIST = {
     "id": "list_items",
@@ -81,30 +78,6 @@ async def vendor() -> AsyncIterator[Vendor]:
     server = await Vendor().start()
     yield server
     await server.stop()
-
-
-@pytest.fixture
-async def serve() -> AsyncIterator[Serve]:
-    runners: list[web.AppRunner] = []
-
-    async def start(settings: Settings) -> str:
-        runner = web.AppRunner(create_app(settings), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        runners.append(runner)
-        host, port = runner.addresses[0][:2]
-        return f"http://{host}:{port}"
-
-    yield start
-    for runner in reversed(runners):
-        await runner.cleanup()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as client:
-        yield client
 
 
 @pytest.fixture

@@ -14,10 +14,9 @@ from opsctl.connectors.connections import OAUTH_CREDENTIAL
 from opsctl.connectors.oauth_state import DatabaseStateStore, PendingAuthorization
 from opsctl.connectors.registry import token_operator
 from opsctl.settings import Settings
-from tests.conftest import SettingsFactory
+from tests.conftest import Serve, SettingsFactory
 from tests.oauth._fixtures import APP_URL, TOKEN, Opened
 from tests.oauth._vendor import CLIENT_ID, Vendor
-from tests.web.conftest import Serve
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SHIPPED = Path(__file__).resolve().parents[2] / "definitions"

@@ -9,9 +9,8 @@ import aiohttp
 import pytest
 
 from tests._support import run_opsctl
-from tests.conftest import SettingsFactory
+from tests.conftest import Serve, SettingsFactory
 from tests.ratelimits._support import DEFINITIONS, ROOT
-from tests.web.conftest import Serve
 
 pytestmark = pytest.mark.slow
 

@@ -16,8 +16,7 @@ from daemons.web.openapi import build_spec
 from opsctl.errors import QueueUnavailable
 from opsctl.store import connect
 from tests._support import free_port
-from tests.conftest import SettingsFactory
-from tests.web.conftest import Serve
+from tests.conftest import Serve, SettingsFactory
 
 TOKEN = "operator-token-0123456789abcdef"
 

@@ -6,8 +6,7 @@ import aiohttp
 
 from opsctl.crypto import open_keyring, put_credential, rotate_key
 from opsctl.store import connect
-from tests.conftest import SettingsFactory
-from tests.web.conftest import Serve
+from tests.conftest import Serve, SettingsFactory
 
 
 def samples(text: str) -> dict[str, str]:

@@ -9,8 +9,7 @@ import aiohttp
 
 from opsctl.queue import Heartbeat, NewJob, connect_queue
 from opsctl.settings import Settings
-from tests.conftest import SettingsFactory
-from tests.web.conftest import Serve
+from tests.conftest import Serve, SettingsFactory
 
 TOKEN = "operator-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
