@@ -163,9 +163,14 @@ class QueueSnapshot:
 
 
 async def snapshot_queue(
-    queue: QueueBackend | None, settings: Settings, *, ttl_s: float = HEARTBEAT_TTL_S
+    queue: QueueBackend | None,
+    settings: Settings,
+    *,
+    ttl_s: float = HEARTBEAT_TTL_S,
+    rate_limits: bool = False,
 ) -> QueueSnapshot:
-    """Read stats and heartbeats; an unreachable backend is recorded, never raised."""
+    """Read stats and heartbeats (and, when asked, the rate limiter's counters, which only
+    details and metrics show); an unreachable backend is recorded, never raised."""
     from redis.exceptions import RedisError
 
     from opsctl.connections import describe_redis_error
@@ -188,9 +193,8 @@ async def snapshot_queue(
         return QueueSnapshot(
             backend, error=describe_redis_error(settings.queue_redis_url or "", exc)
         )
-    return QueueSnapshot(
-        backend, stats, tuple(processes), rtt, rate_limits=await _rate_limits(queue, settings)
-    )
+    counters = await _rate_limits(queue, settings) if rate_limits else None
+    return QueueSnapshot(backend, stats, tuple(processes), rtt, rate_limits=counters)
 
 
 async def _rate_limits(queue: QueueBackend, settings: Settings) -> dict[str, Any] | None:
@@ -427,13 +431,49 @@ async def check_secrets(provider: SecretProvider | None) -> CheckResult:
 REGISTRY_SHOWN_INVALID = 3
 
 
+_REGISTRY_CACHE: dict[tuple[Any, ...], CheckResult] = {}
+
+
+def _definitions_signature(settings: Settings) -> tuple[Any, ...]:
+    """What the registry check depends on: every definition file's path, size and mtime."""
+    files: list[tuple[str, int, int]] = []
+    for root in settings.definitions_paths:
+        if root.is_file():
+            candidates = [root]
+        elif root.is_dir():
+            candidates = sorted(root.rglob("*.json"))
+        else:
+            candidates = []
+        for path in candidates:
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            files.append((str(path), stat.st_size, stat.st_mtime_ns))
+    return (settings.definitions_paths, settings.is_production, time.strftime("%Y-%m-%d"),
+            tuple(files))
+
+
 def check_registry(settings: Settings) -> CheckResult:
     """The connector definitions under ``DEFINITIONS_PATH`` load and validate.
 
     ``pass`` with their count, ``warn`` when there are none (or a folder is missing), ``fail``
     naming the first few invalid files with their first error. Reads files: call it from a
-    thread in an event loop.
+    thread in an event loop. Validation runs again only when a file changed (readiness is
+    polled every few seconds; validating every definition each time would cost a second).
     """
+    signature = _definitions_signature(settings)
+    cached = _REGISTRY_CACHE.get(signature)
+    if cached is not None:
+        return CheckResult(cached.name, cached.status, cached.reason, cached.observed,
+                           cached.unit, cached.details)
+    result = _check_registry(settings)
+    _REGISTRY_CACHE.clear()
+    _REGISTRY_CACHE[signature] = result
+    return result
+
+
+def _check_registry(settings: Settings) -> CheckResult:
     from datetime import date
     from pathlib import Path
 

@@ -175,7 +175,9 @@ async def _key_status(store: Store | None) -> Mapping[str, Any] | None:
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus scrape endpoint (DESIGN.md §4)."""
     require_operator(request)
-    snapshot = await snapshot_queue(request.app.get(QUEUE), request.app[SETTINGS])
+    snapshot = await snapshot_queue(
+        request.app.get(QUEUE), request.app[SETTINGS], rate_limits=True
+    )
     keys = await _key_status(request.app.get(STORE))
     return web.Response(
         body=render(snapshot, keys).encode(),

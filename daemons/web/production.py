@@ -28,9 +28,11 @@ routes = web.RouteTableDef()
 async def queue_heartbeat(request: web.Request) -> web.Response:
     """``.status.status`` is ``pass``, ``warn`` or ``fail``; 503 on fail (DESIGN.md §4)."""
     settings = request.app[SETTINGS]
-    snapshot = await snapshot_queue(request.app.get(QUEUE), settings)
+    detailed = has_operator_token(request)
+    # The limiter's counters are details: anonymous polls (platforms, curl guards) skip them.
+    snapshot = await snapshot_queue(request.app.get(QUEUE), settings, rate_limits=detailed)
     results = queue_checks(snapshot, drain_threshold_s=settings.drain_threshold_s)
-    body = heartbeat_body(snapshot, results, detailed=has_operator_token(request))
+    body = heartbeat_body(snapshot, results, detailed=detailed)
     status = 503 if worst(r.status for r in results) == "fail" else 200
     return web.json_response(body, status=status, headers={"Cache-Control": "no-store"})
 

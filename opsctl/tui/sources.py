@@ -244,7 +244,7 @@ class Sources:
             backend = await self._backend()
         except OpsctlError as exc:
             return QueueSnapshot(self.settings.queue_backend, error=exc.message)
-        snapshot = await snapshot_queue(backend, self.settings)
+        snapshot = await snapshot_queue(backend, self.settings, rate_limits=True)
         if snapshot.stats is None:
             await self._drop_queue()  # reconnect next time: the backend was lost
         return snapshot

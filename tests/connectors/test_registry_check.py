@@ -52,3 +52,20 @@ def test_production_refuses_loopback_http(make_settings: SettingsFactory, tmp_pa
         )
     )
     assert prod.status == "fail" and "insecure-url" in prod.reason
+
+
+def test_validates_again_only_when_a_file_changes(
+    make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    folder = tmp_path / "defs"
+    folder.mkdir()
+    write(folder, "acme.json", acme())
+    settings = make_settings(DEFINITIONS_PATH=str(folder))
+    first = check_registry(settings)
+    assert first.status == "pass"
+    again = check_registry(settings)  # unchanged files: the cached verdict, a new timestamp
+    assert (again.status, again.reason) == (first.status, first.reason)
+    write(folder, "broken.json", "{")
+    assert check_registry(settings).status == "fail"
+    (folder / "broken.json").unlink()
+    assert check_registry(settings).status == "pass"

@@ -43,7 +43,7 @@ async def test_the_heartbeat_body_carries_the_counters(settings: Settings) -> No
         await some_traffic(limiter)
     queue = await connect_queue(settings)
     try:
-        snapshot = await snapshot_queue(queue, settings)
+        snapshot = await snapshot_queue(queue, settings, rate_limits=True)
     finally:
         await queue.close()
     results = queue_checks(snapshot, drain_threshold_s=60)
