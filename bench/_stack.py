@@ -30,6 +30,59 @@ def base_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def wait_until_answers(url: str, what: str, *, within: float = 30) -> None:
+    """Poll ``url`` until it answers 2xx; exit the benchmark with one line after ``within``."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if 200 <= resp.status < 300:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench: {what} did not answer at {url} within {within:.0f} s")
+        time.sleep(0.05)
+
+
+@contextmanager
+def processes(
+    commands: list[list[str]], env: dict[str, str] | None, cwd: Path | None, *, grace: float = 30
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Child processes, each in its own group; SIGTERM at the end, SIGKILL after ``grace``."""
+    procs = [
+        subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        for cmd in commands
+    ]
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(grace)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(5)
+
+
+@contextmanager
+def serving(command: list[str], probe_url: str, what: str) -> Iterator[None]:
+    """A child server (a local vendor, say), up once ``probe_url`` answers."""
+    with processes([command], None, None, grace=10):
+        wait_until_answers(probe_url, what, within=15)
+        yield
+
+
 @contextmanager
 def stack(
     redis_url: str, *, types: tuple[str, ...] = ("web", "worker", "timers")
@@ -47,40 +100,11 @@ def stack(
             "OPSCTL_LOG_LEVEL": "WARNING",
         }
     )
-    procs = [
-        subprocess.Popen(
-            [OPSCTL, "daemon", t],
-            env=env,
-            cwd=tmp,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        for t in types
-    ]
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                url = f"{env['APP_URL']}/api/production/queue/heartbeat"
-                with urllib.request.urlopen(url, timeout=1) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("bench: the local stack did not become healthy within 30 s")
-            time.sleep(0.1)
+    commands = [[OPSCTL, "daemon", t] for t in types]
+    with processes(commands, env, tmp, grace=25):
+        url = f"{env['APP_URL']}/api/production/queue/heartbeat"
+        wait_until_answers(url, "the local stack's heartbeat")
         yield env
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(25)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
 
 
 @contextmanager

@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,7 +40,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _stack import free_port, redis_server, stack
+from _stack import free_port, redis_server, serving, stack
 
 from opsctl.constants import WORKER_CONCURRENCY
 
@@ -67,28 +66,11 @@ def serve_vendor(port: int) -> None:
 @contextmanager
 def vendor_process() -> Iterator[str]:
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve-vendor", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
-        import urllib.request
-
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/fast", timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit("bench: the local vendor did not start") from None
-                time.sleep(0.05)
+    with serving(
+        [sys.executable, __file__, "--serve-vendor", str(port)], url + "/fast", "the local vendor"
+    ):
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def write_definition(folder: Path, vendor_url: str) -> Path:

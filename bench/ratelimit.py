@@ -29,7 +29,6 @@ import json
 import math
 import os
 import platform
-import signal
 import statistics
 import subprocess
 import sys
@@ -44,7 +43,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _stack import OPSCTL, base_env, free_port, redis_server
+from _stack import OPSCTL, base_env, free_port, processes, redis_server, serving
 
 LIMITS = ((50, 1.0), (600, 10.0))  # the vendor's: 50 a second AND 600 per 10 seconds
 SAFE_RATE = min(0.8 * limit * 0.8 / window for limit, window in LIMITS)  # 32/s
@@ -93,26 +92,11 @@ def serve_vendor(port: int) -> None:
 @contextmanager
 def vendor_process() -> Iterator[str]:
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve-vendor", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/stats", timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit("bench: the vendor did not start") from None
-                time.sleep(0.05)
+    with serving(
+        [sys.executable, __file__, "--serve-vendor", str(port)], url + "/stats", "the vendor"
+    ):
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def vendor_answers(url: str) -> list[tuple[float, int]]:
@@ -257,18 +241,7 @@ def fleet(args: argparse.Namespace, redis_url: str, vendor_url: str) -> dict[str
         [OPSCTL, "daemon", "worker", "--concurrency", str(args.concurrency)]
         for _ in range(args.workers)
     ] + [[OPSCTL, "daemon", "timers"]]
-    procs = [
-        subprocess.Popen(
-            cmd,
-            env=env,
-            cwd=tmp,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        for cmd in commands
-    ]
-    try:
+    with processes(commands, env, tmp):
         asyncio.run(_wait_workers(settings, args.workers))
         slots = args.workers * args.concurrency
         asyncio.run(_run_jobs(settings, slots, within=60))  # warm-up: every slot opens its executor
@@ -277,15 +250,6 @@ def fleet(args: argparse.Namespace, redis_url: str, vendor_url: str) -> dict[str
         before = asyncio.run(_counters(settings))
         timing = asyncio.run(_run_jobs(settings, args.jobs, within=args.jobs / SAFE_RATE * 3 + 30))
         after = asyncio.run(_counters(settings))
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
     answers = vendor_answers(vendor_url)
     run = sorted(answers[warm:])
     times = [t for t, _ in run]
