@@ -78,7 +78,6 @@ WEB_DRAIN_DEADLINE_S = 20.0  # in-flight requests finish within this after SIGTE
 SCHEDULER_DRAIN_DEADLINE_S = 5.0  # a tick in progress finishes, then the scheduler exits
 TIMERS_DRAIN_DEADLINE_S = 5.0
 KILL_GRACE_S = 10.0  # a kill timeout is the drain deadline plus this margin
-LIVENESS_PATH = "/api/health/live"
 READINESS_PATH = "/api/health/ready"
 PRODUCTION_READY_PATH = "/api/production/ready"
 HEARTBEAT_PATH = "/api/production/queue/heartbeat"

@@ -6,7 +6,6 @@ Lower layers turn Redis, OS, SQL and JSON failures into one of these; only an en
 
 from __future__ import annotations
 
-EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
+from opsctl.constants import DRAIN_THRESHOLD_S, JOB_MODULES_ENV, KEY_MAX_AGE_DAYS
 from opsctl.errors import ConfigError
 
 Env = Literal["development", "production"]
@@ -46,7 +47,7 @@ class Settings:
     log_level: str = "INFO"
     log_format: LogFormat = "auto"
     redis_prefix: str = "opsctl"
-    drain_threshold_s: float = 60.0
+    drain_threshold_s: float = DRAIN_THRESHOLD_S
     """``QUEUE_DRAIN_THRESHOLD_S``: waiting jobs older than this mean the queue is stuck."""
     job_modules: tuple[str, ...] = ()
     """``OPSCTL_JOB_MODULES``: modules that register extra job kinds, for the worker."""
@@ -54,7 +55,7 @@ class Settings:
     """``OPSCTL_MASTER_KEY_REF``: secret reference of the master key wrapping the data keys;
     required in production (checked where the keyring opens). Unset in development: the
     keyring file ``<data dir>/keyring.json`` holds it."""
-    key_max_age_days: float = 90.0
+    key_max_age_days: float = KEY_MAX_AGE_DAYS
     """``OPSCTL_KEY_MAX_AGE_DAYS``: the rotation daemon replaces an active data key this old."""
     secrets_file: Path = Path(".opsctl/secrets.json")
     """``SECRETS_FILE``: the JSON object file of the ``file`` secret provider (mode 600)."""
@@ -264,7 +265,7 @@ def _parse(src: Mapping[str, str], base: Path) -> Settings:
 
     threshold = get("QUEUE_DRAIN_THRESHOLD_S")
     try:
-        drain_threshold = float(threshold) if threshold else 60.0
+        drain_threshold = float(threshold) if threshold else DRAIN_THRESHOLD_S
     except ValueError:
         drain_threshold = -1.0
     if not 0 < drain_threshold <= 86_400:
@@ -284,7 +285,7 @@ def _parse(src: Mapping[str, str], base: Path) -> Settings:
 
     max_age = get("OPSCTL_KEY_MAX_AGE_DAYS")
     try:
-        key_max_age_days = float(max_age) if max_age else 90.0
+        key_max_age_days = float(max_age) if max_age else KEY_MAX_AGE_DAYS
     except ValueError:
         key_max_age_days = -1.0
     if not 0 < key_max_age_days <= 36_500:
@@ -313,7 +314,7 @@ def _parse(src: Mapping[str, str], base: Path) -> Settings:
         redis_prefix=prefix,
         drain_threshold_s=drain_threshold,
         job_modules=tuple(
-            m.strip() for m in (get("OPSCTL_JOB_MODULES") or "").split(",") if m.strip()
+            m.strip() for m in (get(JOB_MODULES_ENV) or "").split(",") if m.strip()
         ),
         master_key_ref=master_key_ref,
         key_max_age_days=key_max_age_days,

@@ -172,3 +172,9 @@ def test_cli_prints_one_line_and_exits_2(tmp_path: Path, env: dict[str, str], ne
         assert len(lines) == 1, result.stderr
         assert needle in lines[0]
         assert "Traceback" not in result.stderr
+
+
+def test_job_modules_are_a_comma_list(tmp_path: Path) -> None:
+    s = load_settings({"OPSCTL_JOB_MODULES": " kindmod_good, ,x.y "}, cwd=tmp_path)
+    assert s.job_modules == ("kindmod_good", "x.y")
+    assert load_settings({}, cwd=tmp_path).job_modules == ()

@@ -276,10 +276,6 @@ class DerivedPolicy:
     proxy: ProxyLines | None = None
     warnings: tuple[LimitWarning, ...] = ()
 
-    @property
-    def scope_text(self) -> str:
-        return "per " + ", ".join(self.scope) if self.scope else "one budget for all"
-
     def to_json(self) -> dict[str, Any]:
         return {
             "connector": self.connector,

@@ -16,7 +16,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 from opsctl.connectors.model import RELEASE_STAGES, Definition, ReleaseStage
 from opsctl.errors import NotFound, UsageError
@@ -25,7 +25,6 @@ from opsctl.store.base import Queryable, Store
 
 ClientKind = Literal["oauth", "api_key"]
 ConnectionStatus = Literal["active", "needs_reauth"]
-CONNECTION_STATUSES: tuple[ConnectionStatus, ...] = get_args(ConnectionStatus)
 PROMOTION_ORDER: tuple[ReleaseStage, ...] = ("experimental", "beta", "stable")
 """The ladder ``promote`` climbs and ``demote`` descends; ``deprecated`` is off it."""
 SYSTEM_OPERATOR = "opsctl"

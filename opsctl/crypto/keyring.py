@@ -244,9 +244,6 @@ class Keyring:
             raise self._unusable[key_id]
         raise KeyNotFound(f"data key {key_id} does not exist in encryption_keys")
 
-    def has_key(self, key_id: str) -> bool:
-        return key_id in self._aeads
-
     def encrypt(self, plaintext: bytes, bound_to: bytes, *, key_id: str | None = None) -> str:
         """An envelope of ``plaintext`` under ``key_id`` (default: the active key)."""
         kid = key_id or self.require_active()

@@ -243,11 +243,6 @@ def _connector_resources(settings: Settings) -> AbstractAsyncContextManager[Any]
     return open_executor(settings)
 
 
-def split_modules(value: str | None) -> list[str]:
-    """``"a.b, c"`` → ``["a.b", "c"]`` (the ``OPSCTL_JOB_MODULES`` format)."""
-    return [part.strip() for part in (value or "").split(",") if part.strip()]
-
-
 def import_kind_modules(modules: Iterable[str]) -> list[str]:
     """Import each module so it registers its kinds; a module that fails is a ConfigError."""
     loaded: list[str] = []

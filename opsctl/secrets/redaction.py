@@ -103,11 +103,6 @@ def register(value: str | None) -> None:
         _registry.add(value)
 
 
-def registered_count() -> int:
-    """How many distinct strings (values and their URL-encoded forms) are masked."""
-    return len(_registry)
-
-
 def forget_all() -> None:
     """Forget every registered value (for tests and benchmarks)."""
     _registry.clear()

@@ -18,7 +18,6 @@ from opsctl.queue.kinds import (
     KindRegistry,
     import_kind_modules,
     registry,
-    split_modules,
 )
 
 
@@ -70,7 +69,6 @@ def test_modules_register_kinds_and_their_failures_are_config_errors(module_dir:
     (module_dir / "kindmod_broken.py").write_text("import no_such_dependency_xyz\n")
     (module_dir / "kindmod_raises.py").write_text("raise RuntimeError('no config')\n")
 
-    assert split_modules(" kindmod_good, ,x.y ") == ["kindmod_good", "x.y"]
     assert import_kind_modules(["kindmod_good"]) == ["kindmod_good"]
     hello = registry.get("kindmod.hello")
     assert hello is not None and hello.timeout_s == 2
