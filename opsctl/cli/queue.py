@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from opsctl.cli._common import JSON_HELP, print_json, settings_from_env
 from opsctl.constants import DEFAULT_QUEUE, HEARTBEAT_TTL_S
 from opsctl.errors import NotFound, UsageError
-from opsctl.queue import JobInfo, NewJob, QueueBackend, open_queue
-from opsctl.queue.kinds import check_kind_name
-from opsctl.schedules import parse_payload
+
+if TYPE_CHECKING:  # the queue, asyncio and croniter load only when a command runs
+    from opsctl.queue import JobInfo, QueueBackend
 
 app = typer.Typer(help="The job queue: stats, jobs, the dead-letter set.", no_args_is_help=True)
 
@@ -28,6 +27,10 @@ T = TypeVar("T")
 
 def _run(queue: str, action: Callable[[QueueBackend], Awaitable[T]]) -> T:
     """Open the queue the environment names, run ``action`` on it, close it."""
+    import asyncio
+
+    from opsctl.queue import open_queue
+
     settings = settings_from_env()
 
     async def body() -> T:
@@ -159,6 +162,8 @@ def _check_selection(ids: list[str] | None, all_: bool, verb: str) -> list[str] 
 
 
 async def _require_dead(backend: QueueBackend, ids: list[str]) -> None:
+    import asyncio
+
     infos = await asyncio.gather(*(backend.get(i) for i in ids))
     missing = [i for i, info in zip(ids, infos, strict=True) if info is None]
     alive = [i for i, info in zip(ids, infos, strict=True) if info and info.status != "dead"]
@@ -246,6 +251,10 @@ def enqueue_cmd(
     as_json: JsonFlag = False,
 ) -> None:
     """Add one job; print its id."""
+    from opsctl.queue import NewJob
+    from opsctl.queue.kinds import check_kind_name
+    from opsctl.schedules import parse_payload
+
     check_kind_name(kind)
     job = NewJob(
         kind=kind,

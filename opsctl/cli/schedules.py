@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from opsctl.cli._common import JSON_HELP, print_json, settings_from_env
 from opsctl.constants import DEFAULT_QUEUE
-from opsctl.queue.kinds import registry
-from opsctl.schedules import (
-    Schedule,
-    add_schedule,
-    check_schedule,
-    list_schedules,
-    remove_schedule,
-)
-from opsctl.store import Store, migrate, open_store
+
+if TYPE_CHECKING:  # croniter, the store and asyncio load only when a command runs
+    from opsctl.schedules import Schedule
+    from opsctl.store import Store
 
 app = typer.Typer(
     help="Cron schedules (UTC) that the scheduler daemon turns into jobs.", no_args_is_help=True
@@ -33,6 +27,10 @@ T = TypeVar("T")
 
 def _run(action: Callable[[Store], Awaitable[T]]) -> T:
     """Open the database (migrating it, as the daemons do), run ``action``, close it."""
+    import asyncio
+
+    from opsctl.store import migrate, open_store
+
     settings = settings_from_env()
 
     async def body() -> T:
@@ -67,6 +65,9 @@ def add_cmd(
     as_json: JsonFlag = False,
 ) -> None:
     """Add a schedule; its first job is the next occurrence after now."""
+    from opsctl.queue.kinds import registry
+    from opsctl.schedules import add_schedule, check_schedule
+
     check_schedule(name, cron, kind, payload_text=payload)  # before touching the database
     schedule = _run(
         lambda store: add_schedule(store, name, cron, kind, payload_text=payload, queue=queue)
@@ -87,6 +88,8 @@ def add_cmd(
 @app.command("list")
 def list_cmd(as_json: JsonFlag = False) -> None:
     """Every schedule, with its last and next occurrence."""
+    from opsctl.schedules import list_schedules
+
     schedules: list[Schedule] = _run(list_schedules)
     rows = [s.to_json() for s in schedules]
     if as_json:
@@ -121,6 +124,8 @@ def remove_cmd(
     as_json: JsonFlag = False,
 ) -> None:
     """Remove a schedule; jobs it already enqueued still run."""
+    from opsctl.schedules import remove_schedule
+
     _run(lambda store: remove_schedule(store, name))
     if as_json:
         print_json({"removed": name})
