@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from daemons.web.connectors import CATALOG
 from daemons.web.keys import QUEUE, SETTINGS, STORE
 from daemons.web.middleware import json_error, require_operator
 from opsctl.connectors.executions import (
@@ -40,7 +41,11 @@ async def admission_ctx(app: web.Application) -> AsyncIterator[None]:
     """The definitions (loaded now, reloaded for an id they lack) and the registry's stages."""
     settings = app[SETTINGS]
     catalog = CatalogCache(settings)
-    await catalog.reload()
+    loaded = app.get(CATALOG)  # read by the connectors routes at start-up, just before
+    if loaded is not None:
+        catalog.seed(loaded.definitions)
+    else:
+        await catalog.reload()
     app[ADMISSION] = Admission(settings, catalog, registry=ConnectorRegistry(app[STORE]))
     yield
 

@@ -214,6 +214,15 @@ class CatalogCache:
     def _stale(self) -> bool:
         return self._loaded_at is None or self._clock() - self._loaded_at >= CATALOG_RELOAD_S
 
+    def seed(self, definitions: Mapping[str, Definition]) -> None:
+        """Start from definitions another part of the process has just loaded (the web daemon
+        reads the folder once at start-up, not once per user of it)."""
+        self._definitions = definitions
+        self._loaded_at = self._clock()
+        if not definitions and not any(p.exists() for p in self._settings.definitions_paths):
+            where = ", ".join(str(p) for p in self._settings.definitions_paths)
+            self.problem = f"no definitions folder exists ({where}); set DEFINITIONS_PATH"
+
     async def reload(self) -> None:
         async with self._lock:
             if self._loaded_at is not None and not self._stale():
