@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from typing import Annotated
 
@@ -17,6 +16,8 @@ app = typer.Typer(help="Health checks that need no web daemon.", no_args_is_help
 @app.command("queue")
 def queue_cmd(as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False) -> None:
     """Check the queue backend, worker heartbeats and draining (exit 1 on fail)."""
+    import asyncio
+
     from opsctl.health import queue_checks, read_queue, worst
 
     settings = settings_from_env()

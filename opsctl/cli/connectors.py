@@ -6,7 +6,6 @@ command that reports definition problems prints them the same way.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -164,6 +163,8 @@ def _with_registry(
     settings: Settings, action: Callable[[Store, ConnectorRegistry], Awaitable[T]]
 ) -> T:
     """Open the database (migrating it, as the daemons do), run ``action``, close it."""
+    import asyncio
+
     from opsctl.connectors.registry import ConnectorRegistry
     from opsctl.store import migrate, open_store
 

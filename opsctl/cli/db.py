@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 import typer
@@ -17,6 +16,8 @@ JsonFlag = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
 @app.command("migrate")
 def migrate_cmd(as_json: JsonFlag = False) -> None:
     """Apply every pending migration (safe to run from several processes at once)."""
+    import asyncio
+
     from opsctl.store import migrate, migration_status, open_store
 
     settings = settings_from_env()
@@ -45,6 +46,8 @@ def migrate_cmd(as_json: JsonFlag = False) -> None:
 @app.command("status")
 def status_cmd(as_json: JsonFlag = False) -> None:
     """Show the schema version and pending migrations; exit 1 when any are pending."""
+    import asyncio
+
     from opsctl.store import migration_status, open_store
 
     settings = settings_from_env()

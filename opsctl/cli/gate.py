@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from typing import Annotated
 
@@ -34,6 +33,8 @@ def deploy_gate_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
 ) -> None:
     """Check the queue, the heartbeat and readiness endpoints, until all pass or time is up."""
+    import asyncio
+
     from opsctl.gate import GateOptions, GateReport, run_gate
     from opsctl.health import CheckResult
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -29,6 +28,7 @@ POLL_S = 0.5
 
 def _run(settings: Settings, action: Callable[[Store], Awaitable[T]]) -> T:
     """Open the database (migrating it, as the daemons do), run ``action``, close it."""
+    import asyncio
 
     async def body() -> T:
         async with open_store(settings) as store:
@@ -144,6 +144,8 @@ async def _wait_moved(
 ) -> float:
     """Poll until no row is off ``target``; return the seconds waited. A progress bar on
     stderr while ``show``; :class:`CheckFailed` at the timeout."""
+    import asyncio
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from opsctl.crypto import key_usage

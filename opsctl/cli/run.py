@@ -9,7 +9,6 @@ stderr, and prints the records on stdout as JSON lines (the whole execution with
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import time
@@ -107,6 +106,8 @@ def run_cmd(
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Queue an execution of a connector operation; with --wait, print its records."""
+    import asyncio
+
     from opsctl.connectors.executions import ExecutionRequest
 
     connector, operation = _target(target)
@@ -165,6 +166,8 @@ async def _follow(
     queue: QueueBackend, execution_id: str, wait_s: float, quiet: bool
 ) -> dict[str, Any]:
     """Poll the execution until it ends or ``wait_s`` pass; progress on stderr."""
+    import asyncio
+
     from opsctl.connectors.executions import TERMINAL, execution_view
     from opsctl.constants import HEARTBEAT_TTL_S
 

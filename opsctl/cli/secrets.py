@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from typing import Annotated
 
@@ -20,6 +19,8 @@ def check_cmd(as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] =
 
     Exit 1 when the provider does not answer or any reference fails.
     """
+    import asyncio
+
     from opsctl.health import CheckResult, check_secrets, worst
     from opsctl.secrets import ProviderSet, ReferenceCheck, check_references
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from pathlib import Path
@@ -51,6 +50,8 @@ def up_cmd(
     With nothing configured, everything runs on embedded SQLite under the data directory.
     The web process listens on PORT; with --scale web=N, instance K listens on PORT+K-1.
     """
+    import asyncio
+
     from opsctl.supervisor import Printer, Supervisor, check_port, default_program, run
     from opsctl.supervisor.control import claim, socket_path
 
