@@ -313,9 +313,7 @@ def _parse(src: Mapping[str, str], base: Path) -> Settings:
         log_format=log_format,  # type: ignore[arg-type]
         redis_prefix=prefix,
         drain_threshold_s=drain_threshold,
-        job_modules=tuple(
-            m.strip() for m in (get(JOB_MODULES_ENV) or "").split(",") if m.strip()
-        ),
+        job_modules=tuple(m.strip() for m in (get(JOB_MODULES_ENV) or "").split(",") if m.strip()),
         master_key_ref=master_key_ref,
         key_max_age_days=key_max_age_days,
         environ=src,

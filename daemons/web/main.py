@@ -21,7 +21,6 @@ from opsctl.settings import Settings, load_settings
 log = logging.getLogger("opsctl.web")
 
 
-
 async def serve(
     settings: Settings,
     *,

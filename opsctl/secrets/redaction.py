@@ -36,8 +36,10 @@ _SHAPES: tuple[tuple[re.Pattern[str], str], ...] = (
     # "Bearer <token>": a token has 8+ characters and something besides letters, so prose
     # such as "the vendor refused the bearer credential" is left readable.
     (
-        re.compile(r"(?i)\b(bearer\s+)(?=[A-Za-z0-9\-._~+/]{8})(?=[A-Za-z]*[0-9\-._~+/])"
-                   r"[A-Za-z0-9\-._~+/]+=*"),
+        re.compile(
+            r"(?i)\b(bearer\s+)(?=[A-Za-z0-9\-._~+/]{8})(?=[A-Za-z]*[0-9\-._~+/])"
+            r"[A-Za-z0-9\-._~+/]+=*"
+        ),
         rf"\1{MASK}",
     ),
     # JSON Web Tokens: three base64url parts, the first two JSON objects ("eyJ")

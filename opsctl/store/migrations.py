@@ -168,9 +168,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "connector registry",
         sqlite=(
             *_REGISTRY,
-            "CREATE TABLE audit ("
-            " id INTEGER PRIMARY KEY AUTOINCREMENT,"
-            f"{_AUDIT_COLUMNS})",
+            f"CREATE TABLE audit ( id INTEGER PRIMARY KEY AUTOINCREMENT,{_AUDIT_COLUMNS})",
             _AUDIT_INDEX,
         ),
         postgresql=(
