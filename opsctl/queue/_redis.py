@@ -18,8 +18,6 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from functools import cache
-from importlib import resources
 from types import TracebackType
 from typing import Any, Literal, cast
 
@@ -31,19 +29,26 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from opsctl.connections import create_redis, describe_redis_error, ping_redis, verify_redis
 from opsctl.constants import (
-    DEFAULT_MAX_ATTEMPTS,
     DEFAULT_QUEUE,
     HEARTBEAT_FORGET_S,
-    HEARTBEAT_INDEX_KEY,
-    HEARTBEAT_KEY,
-    HEARTBEAT_LAST_KEY,
-    IDEMPOTENCY_KEY,
     IDEMPOTENCY_TTL_S,
-    JOB_KEY,
-    QUEUE_KEY,
     RESULT_TTL_S,
 )
 from opsctl.errors import QueueError, QueueUnavailable
+from opsctl.queue._redis_codec import (
+    JSON,
+    WAKE_CAP,
+    QueueKeys,
+    check_positive,
+    dump,
+    encode_job,
+    job_info,
+    lua,
+    parse_heartbeats,
+    parse_stats,
+    printable,
+    relative,
+)
 from opsctl.queue.base import (
     DeferOutcome,
     FailOutcome,
@@ -51,10 +56,8 @@ from opsctl.queue.base import (
     HeartbeatView,
     Job,
     JobInfo,
-    JobStatus,
     NewJob,
     QueueStats,
-    new_job_id,
 )
 from opsctl.settings import Settings, redact_url
 
@@ -74,16 +77,7 @@ _SCRIPTS = (
     "heartbeats",
 )
 _CHUNK = 1000  # jobs a script call; keeps any one call to a few milliseconds of Redis time
-_WAKE_CAP = 100  # wake tokens kept; enough for every blocked worker, bounded when none waits
 _BLOCK_S = 2.0  # longest single BLPOP; a lost wake-up costs at most this long
-_STATUSES = frozenset({"ready", "delayed", "active", "done", "dead"})
-# ASCII-only JSON: any Python string round-trips, and batches nest it safely in one argument.
-_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
-
-
-@cache
-def _lua(name: str) -> str:
-    return resources.files("opsctl.queue").joinpath("lua", f"{name}.lua").read_text("utf-8")
 
 
 class _Translate:
@@ -126,48 +120,6 @@ def _address(client: aioredis.Redis) -> str:
     return f"redis://{host}:{port}/{kwargs.get('db', 0)}"
 
 
-def _text(value: bytes | str | None) -> str | None:
-    if value is None:
-        return None
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _number(value: bytes | str | None) -> float | None:
-    return None if value is None or value in (b"", "") else float(value)
-
-
-def _dump(value: Any, what: str) -> str:
-    try:
-        return _JSON.encode(value)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise QueueError(f"{what} is not JSON-serialisable: {exc}") from None
-
-
-def _check_positive(name: str, value: float) -> None:
-    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-        raise QueueError(f"{name} must be a positive number, got {value!r}")
-
-
-def _check_text(value: str, what: str) -> None:
-    """Key parts must be text Redis can hold: a lone surrogate has no UTF-8 form."""
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        raise QueueError(f"{what} is not valid Unicode text: {value!r}") from None
-
-
-def _printable(text: object) -> str:
-    """Error text as valid UTF-8 whatever an exception put in it."""
-    return str(text).encode("utf-8", "backslashreplace").decode()
-
-
-def _relative(at: float, what: str) -> float:
-    """An absolute time on this machine's clock as seconds from now, which Redis adds to TIME."""
-    if not (isinstance(at, int | float) and math.isfinite(at)):
-        raise QueueError(f"{what} must be a finite time, got {at!r}")
-    return at - time.time()
-
-
 class RedisQueue:
     """One queue on Redis. Safe to share between tasks; every process opens its own."""
 
@@ -187,19 +139,13 @@ class RedisQueue:
         # A BLPOP must return before the client's socket timeout would call it a dead connection.
         socket_timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
         self._block_s = min(_BLOCK_S, socket_timeout / 2) if socket_timeout else _BLOCK_S
-        self._job_prefix = JOB_KEY.format(prefix=prefix, id="")
-        self._idem_prefix = IDEMPOTENCY_KEY.format(prefix=prefix, key="")
-        self._hb_prefix = HEARTBEAT_KEY.format(prefix=prefix, id="")
-        self._hb_index = HEARTBEAT_INDEX_KEY.format(prefix=prefix)
-        self._hb_last = HEARTBEAT_LAST_KEY.format(prefix=prefix)
-
-        def part(name: str) -> str:
-            return QUEUE_KEY.format(prefix=prefix, queue=queue, part=name)
-
-        self._ready, self._active, self._delayed = part("ready"), part("active"), part("delayed")
-        self._dead, self._wake, self._done_prefix = part("dead"), part("wake"), part("done:")
+        keys = QueueKeys(prefix, queue)
+        self._job_prefix, self._idem_prefix = keys.job_prefix, keys.idem_prefix
+        self._hb_prefix, self._hb_index, self._hb_last = keys.hb_prefix, keys.hb_index, keys.hb_last
+        self._ready, self._active, self._delayed = keys.ready, keys.active, keys.delayed
+        self._dead, self._wake, self._done_prefix = keys.dead, keys.wake, keys.done_prefix
         self._scripts: dict[str, AsyncScript] = {
-            name: client.register_script(_lua(name)) for name in _SCRIPTS
+            name: client.register_script(lua(name)) for name in _SCRIPTS
         }
 
     @classmethod
@@ -229,7 +175,7 @@ class RedisQueue:
                 # that forgot them gets them again from redis-py on NOSCRIPT.
                 async with client.pipeline(transaction=False) as pipe:
                     for name in _SCRIPTS:
-                        pipe.script_load(_lua(name))
+                        pipe.script_load(lua(name))
                     await pipe.execute()
         except BaseException:
             if owns:
@@ -250,40 +196,16 @@ class RedisQueue:
     async def enqueue_many(self, jobs: Sequence[NewJob]) -> list[str]:
         """Add many jobs, a thousand a round trip. Every job is checked before any is sent, so
         a payload that is not JSON-serialisable raises :class:`QueueError` and adds nothing."""
-        encoded = [self._encode(job) for job in jobs]
+        encoded = [encode_job(job) for job in jobs]
         ids: list[str] = []
         keys = (self._ready, self._delayed, self._wake)
-        head = (self._job_prefix, self._idem_prefix, self.queue, IDEMPOTENCY_TTL_S, _WAKE_CAP)
+        head = (self._job_prefix, self._idem_prefix, self.queue, IDEMPOTENCY_TTL_S, WAKE_CAP)
         for start in range(0, len(encoded), _CHUNK):
             # One JSON argument and one JSON reply a chunk: packing and parsing thousands of
             # separate values costs far more in redis-py than Redis spends adding the jobs.
-            batch = _JSON.encode(encoded[start : start + _CHUNK])
+            batch = JSON.encode(encoded[start : start + _CHUNK])
             ids.extend(json.loads(await self._run("enqueue", keys, (*head, batch))))
         return ids
-
-    def _encode(self, job: NewJob) -> tuple[str, str, str, float, str, int]:
-        if not isinstance(job.kind, str) or not job.kind:
-            raise QueueError(f"a job needs a kind (a non-empty string), got {job.kind!r}")
-        _check_text(job.kind, "the kind of a job")
-        payload = _dump(job.payload, f"the payload of a {job.kind!r} job")
-        if job.run_at is not None and job.delay_s is not None:
-            raise QueueError(f"a {job.kind!r} job has both delay_s and run_at; give one")
-        delay = 0.0
-        if job.run_at is not None:
-            delay = _relative(job.run_at, f"run_at of a {job.kind!r} job")
-        elif job.delay_s is not None:
-            if not math.isfinite(job.delay_s):
-                raise QueueError(f"delay_s of a {job.kind!r} job must be finite")
-            delay = float(job.delay_s)
-        max_attempts = DEFAULT_MAX_ATTEMPTS if job.max_attempts is None else job.max_attempts
-        if not isinstance(max_attempts, int) or max_attempts < 1:
-            raise QueueError(f"max_attempts of a {job.kind!r} job must be at least 1")
-        if job.job_id is not None and not job.job_id:
-            raise QueueError(f"a {job.kind!r} job has an empty job_id")
-        idem = job.idempotency_key or ""
-        _check_text(job.job_id or "", f"the job_id of a {job.kind!r} job")
-        _check_text(idem, f"the idempotency key of a {job.kind!r} job")
-        return (job.job_id or new_job_id(), job.kind, payload, delay, idem, max_attempts)
 
     # -- consuming ---------------------------------------------------------------------------
 
@@ -294,11 +216,11 @@ class RedisQueue:
         block on the wake list up to ``wait_s`` for the first. Bad arguments raise QueueError."""
         if not isinstance(count, int) or count <= 0:
             raise QueueError(f"reserve needs a count of at least 1, got {count!r}")
-        _check_positive("lease_s", lease_s)
+        check_positive("lease_s", lease_s)
         if not (math.isfinite(wait_s) and wait_s >= 0):
             raise QueueError(f"wait_s must be zero or more seconds, got {wait_s!r}")
         keys = (self._ready, self._active, self._wake)
-        args = (self._job_prefix, count, lease_s, owner, _WAKE_CAP)
+        args = (self._job_prefix, count, lease_s, owner, WAKE_CAP)
         give_up = time.monotonic() + wait_s
         while True:
             jobs = await self._reserve_once(keys, args)
@@ -343,10 +265,10 @@ class RedisQueue:
 
     async def renew(self, jobs: Sequence[Job], *, lease_s: float) -> list[str]:
         """Extend every lease in one round trip; return the ids whose lease was lost."""
-        _check_positive("lease_s", lease_s)
+        check_positive("lease_s", lease_s)
         lost: list[str] = []
         for start in range(0, len(jobs), _CHUNK):
-            batch = _JSON.encode([(job.id, job.token) for job in jobs[start : start + _CHUNK]])
+            batch = JSON.encode([(job.id, job.token) for job in jobs[start : start + _CHUNK]])
             reply = await self._run("renew", (self._active,), (self._job_prefix, lease_s, batch))
             lost.extend(json.loads(reply))
         return lost
@@ -355,13 +277,13 @@ class RedisQueue:
         """Acknowledge jobs with their results; False for each stale token (nothing written).
         A result that is not JSON-serialisable raises QueueError before anything is written."""
         encoded = [
-            (job.id, job.token, _dump(result, f"the result of {job.kind!r} job {job.id}"))
+            (job.id, job.token, dump(result, f"the result of {job.kind!r} job {job.id}"))
             for job, result in outcomes
         ]
         done: list[bool] = []
         head = (self._job_prefix, self._done_prefix, RESULT_TTL_S)
         for start in range(0, len(encoded), _CHUNK):
-            batch = _JSON.encode(encoded[start : start + _CHUNK])
+            batch = JSON.encode(encoded[start : start + _CHUNK])
             flags: bytes = await self._run("complete", (self._active,), (*head, batch))
             done.extend(flag == 0x31 for flag in flags)  # b"1"
         return done
@@ -369,29 +291,29 @@ class RedisQueue:
     async def fail(self, job: Job, error: str, *, retry_at: float | None) -> FailOutcome:
         """Record a failed run: retry at ``retry_at`` through the delayed set, or dead-letter
         it past the attempt limit or when ``retry_at`` is None; ``stale`` for an old token."""
-        delay: float | str = "" if retry_at is None else _relative(retry_at, "retry_at")
+        delay: float | str = "" if retry_at is None else relative(retry_at, "retry_at")
         outcome = await self._run(
             "fail",
             (self._active, self._delayed, self._dead),
-            (self._job_prefix, job.id, job.token, _printable(error), delay),
+            (self._job_prefix, job.id, job.token, printable(error), delay),
         )
         return cast(FailOutcome, outcome.decode())
 
     async def defer(self, job: Job, *, run_at: float, reason: str | None = None) -> DeferOutcome:
         """Put the job in the delayed set until ``run_at`` with its run given back, in one
         script; ``stale`` for an old token (nothing changed)."""
-        delay = _relative(run_at, "run_at")
+        delay = relative(run_at, "run_at")
         outcome = await self._run(
             "defer",
             (self._active, self._delayed),
-            (self._job_prefix, job.id, job.token, _printable(reason) if reason else "", delay),
+            (self._job_prefix, job.id, job.token, printable(reason) if reason else "", delay),
         )
         return cast(DeferOutcome, outcome.decode())
 
     async def release(self, jobs: Sequence[Job]) -> None:
         """Put unfinished jobs back at the front, in their order; the run does not count."""
         for start in range(0, len(jobs), _CHUNK):
-            args: list[Any] = [self._job_prefix, _WAKE_CAP]
+            args: list[Any] = [self._job_prefix, WAKE_CAP]
             # Each goes to the front in turn, so the job to run first is pushed last.
             for job in reversed(jobs[start : start + _CHUNK]):
                 args += (job.id, job.token)
@@ -401,15 +323,15 @@ class RedisQueue:
 
     async def promote_due(self, limit: int = 1000) -> int:
         """Move delayed jobs whose time has come to ready; return how many moved."""
-        _check_positive("limit", limit)
+        check_positive("limit", limit)
         keys = (self._delayed, self._ready, self._wake)
-        return int(await self._run("promote", keys, (self._job_prefix, limit, _WAKE_CAP)))
+        return int(await self._run("promote", keys, (self._job_prefix, limit, WAKE_CAP)))
 
     async def requeue_expired(self, limit: int = 1000) -> int:
         """Put jobs whose lease lapsed back at the front of ready (or dead past the limit)."""
-        _check_positive("limit", limit)
+        check_positive("limit", limit)
         keys = (self._active, self._ready, self._dead, self._wake)
-        return int(await self._run("requeue", keys, (self._job_prefix, limit, _WAKE_CAP)))
+        return int(await self._run("requeue", keys, (self._job_prefix, limit, WAKE_CAP)))
 
     # -- inspection --------------------------------------------------------------------------
 
@@ -421,27 +343,18 @@ class RedisQueue:
             (self._ready, self._delayed, self._active, self._dead),
             (self._job_prefix, self._done_prefix),
         )
-        waiting, delayed, active, dead, age, completed = reply
-        return QueueStats(
-            backend="redis",
-            waiting=int(waiting),
-            delayed=int(delayed),
-            active=int(active),
-            failed=int(dead),
-            oldest_waiting_age_s=float(age),
-            completed_last_minute=int(completed),
-        )
+        return parse_stats(reply)
 
     async def get(self, job_id: str) -> JobInfo | None:
         with self._errors:
             fields = cast(
                 "dict[bytes, bytes]", await self._client.hgetall(self._job_prefix + job_id)
             )
-        return _info(job_id, fields, self.queue) if fields else None
+        return job_info(job_id, fields, self.queue) if fields else None
 
     async def dead(self, limit: int = 100) -> list[JobInfo]:
         """Dead-lettered jobs, newest first."""
-        _check_positive("limit", limit)
+        check_positive("limit", limit)
         with self._errors:
             raw_ids = cast("list[bytes]", await self._client.zrevrange(self._dead, 0, limit - 1))
             ids = [raw.decode() for raw in raw_ids]
@@ -451,7 +364,7 @@ class RedisQueue:
                 hashes = await pipe.execute() if ids else []
         # Read in two steps: a job retried or purged in between is left out.
         return [
-            _info(i, h, self.queue)
+            job_info(i, h, self.queue)
             for i, h in zip(ids, hashes, strict=True)
             if h.get(b"status") == b"dead"
         ]
@@ -466,7 +379,7 @@ class RedisQueue:
 
     async def _dead_move(self, action: str, ids: Sequence[str] | None) -> int:
         keys = (self._dead, self._ready, self._wake)
-        head = [self._job_prefix, self._idem_prefix, _WAKE_CAP, action]
+        head = [self._job_prefix, self._idem_prefix, WAKE_CAP, action]
         total = 0
         if ids is None:
             # A batch at a time, so a huge dead set never holds Redis for long.
@@ -484,10 +397,10 @@ class RedisQueue:
 
     async def beat(self, heartbeat: Heartbeat, *, ttl_s: float) -> None:
         """Write this process's heartbeat under its own key, expiring after ``ttl_s``."""
-        _check_positive("ttl_s", ttl_s)
+        check_positive("ttl_s", ttl_s)
         if not heartbeat.id or heartbeat.id in ("index", "last"):
             raise QueueError(f"a heartbeat needs a process id like host:pid, got {heartbeat.id!r}")
-        data = _dump(
+        data = dump(
             {
                 "id": heartbeat.id,
                 "role": heartbeat.role,
@@ -517,24 +430,11 @@ class RedisQueue:
     async def heartbeats(self, *, ttl_s: float) -> list[HeartbeatView]:
         """Every process seen in the last hour: live while its own key is there and its last
         beat is younger than ``ttl_s``, stale after."""
-        _check_positive("ttl_s", ttl_s)
+        check_positive("ttl_s", ttl_s)
         reply = await self._run(
             "heartbeats", (self._hb_index, self._hb_last), (self._hb_prefix, HEARTBEAT_FORGET_S)
         )
-        now = float(reply[0])
-        views = []
-        for i in range(1, len(reply), 4):
-            process_id, last_seen = reply[i].decode(), float(reply[i + 1])
-            age = max(0.0, now - last_seen)
-            views.append(
-                HeartbeatView(
-                    heartbeat=_heartbeat(process_id, reply[i + 3]),
-                    last_seen=last_seen,
-                    age_s=age,
-                    live=reply[i + 2] == 1 and age < ttl_s,
-                )
-            )
-        return views
+        return parse_heartbeats(reply, ttl_s=ttl_s)
 
     # -- connection --------------------------------------------------------------------------
 
@@ -555,49 +455,3 @@ class RedisQueue:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-
-def _info(job_id: str, fields: dict[bytes, bytes], queue: str) -> JobInfo:
-    def text(name: str) -> str | None:
-        return _text(fields.get(name.encode()))
-
-    def number(name: str) -> float | None:
-        return _number(fields.get(name.encode()))
-
-    status = text("status") or "ready"
-    result = fields.get(b"result")
-    return JobInfo(
-        id=job_id,
-        kind=text("kind") or "",
-        payload=json.loads(fields.get(b"payload", b"null")),
-        queue=text("queue") or queue,
-        status=cast(JobStatus, status if status in _STATUSES else "ready"),
-        attempts=int(fields.get(b"attempts", b"0")),
-        max_attempts=int(fields.get(b"max_attempts", str(DEFAULT_MAX_ATTEMPTS).encode())),
-        created_at=number("created_at") or 0.0,
-        run_at=number("run_at"),
-        started_at=number("started_at"),
-        finished_at=number("finished_at"),
-        last_error=text("last_error"),
-        result=json.loads(result) if result is not None else None,
-        deferred_reason=text("deferred_reason"),
-    )
-
-
-def _heartbeat(process_id: str, raw: bytes) -> Heartbeat:
-    try:
-        data = json.loads(raw) if raw else {}
-    except ValueError:
-        data = {}
-    if not isinstance(data, dict):
-        data = {}
-    extra = data.get("extra")
-    return Heartbeat(
-        id=process_id,
-        role=str(data.get("role", "")),
-        started_at=float(data.get("started_at") or 0.0),
-        in_flight=int(data.get("in_flight") or 0),
-        processed=int(data.get("processed") or 0),
-        version=str(data.get("version", "")),
-        extra=extra if isinstance(extra, dict) else {},
-    )

@@ -12,7 +12,6 @@ counting the run, so a job that must wait (a vendor's rate limit) is never dead-
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -23,6 +22,8 @@ DeferOutcome = Literal["deferred", "stale"]
 
 
 def new_job_id() -> str:
+    import uuid  # on first use: the deploy gate, which names its canary itself, never needs it
+
     return uuid.uuid4().hex
 
 
