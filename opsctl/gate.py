@@ -8,40 +8,43 @@ its reason, never a pass. Each round runs every check; the gate retries failed r
 
 from __future__ import annotations
 
-import asyncio
 import json
+import os
 import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from opsctl.constants import HEARTBEAT_PATH, PRODUCTION_READY_PATH, READINESS_PATH
 from opsctl.errors import OpsctlError, UsageError
-from opsctl.health import (
-    CheckResult,
-    QueueSnapshot,
-    Status,
-    queue_checks,
-    snapshot_queue,
-    worst,
-)
-from opsctl.queue import NewJob, QueueBackend, connect_queue
-from opsctl.settings import Settings
+from opsctl.http_probe import HTTP_TIMEOUT_S, HttpAnswer, describe_http_error, http_get
+from opsctl.verdict import CheckResult, QueueSnapshot, Status, queue_checks, worst
 
-HTTP_TIMEOUT_S = 5.0
+if TYPE_CHECKING:
+    from opsctl.queue.base import JobInfo, NewJob
+    from opsctl.settings import Settings
+
+__all__ = [
+    "HTTP_TIMEOUT_S",
+    "GateOptions",
+    "GateReport",
+    "HttpAnswer",
+    "QueueReader",
+    "check_endpoint",
+    "describe_http_error",
+    "judge_answer",
+    "open_reader",
+    "run_gate",
+]
+
 _BODY_PREVIEW = 60
 
-
-@dataclass(frozen=True)
-class HttpAnswer:
-    status: int
-    content_type: str
-    body: bytes
-
-
-Fetch = Callable[[str, dict[str, str], float], Awaitable[HttpAnswer]]
+Fetch = Callable[[str, dict[str, str], float], HttpAnswer]
+"""A GET: the URL, headers and a timeout in; the answer out, or an exception."""
+AsyncFetch = Callable[[str, dict[str, str], float], Awaitable[HttpAnswer]]
 
 
 @dataclass
@@ -99,72 +102,18 @@ class GateOptions:
             raise UsageError(f"--interval must be between 0 and 600 seconds, got {self.interval_s}")
 
 
-async def fetch_http(url: str, headers: dict[str, str], timeout_s: float) -> HttpAnswer:
-    """GET ``url`` with the standard library's client, off the event loop."""
-    return await asyncio.to_thread(_get, url, headers, timeout_s)
-
-
-def _get(url: str, headers: dict[str, str], timeout_s: float) -> HttpAnswer:
-    import http.client
-
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    conn: http.client.HTTPConnection
-    if parts.scheme == "https":
-        import ssl
-
-        conn = http.client.HTTPSConnection(
-            host, parts.port, timeout=timeout_s, context=ssl.create_default_context()
-        )
-    else:
-        conn = http.client.HTTPConnection(host, parts.port, timeout=timeout_s)
-    try:
-        path = parts.path or "/"
-        if parts.query:
-            path += "?" + parts.query
-        conn.request("GET", path, headers={"Accept": "application/json", **headers})
-        resp = conn.getresponse()
-        return HttpAnswer(resp.status, resp.getheader("Content-Type") or "", resp.read(1 << 20))
-    finally:
-        conn.close()
-
-
-def describe_http_error(url: str, exc: BaseException) -> str:
-    """One sentence for a failed GET: DNS, refused, TLS, timeout."""
-    import ssl
-
-    host = urlsplit(url).hostname
-    if isinstance(exc, socket.gaierror):
-        return f"cannot resolve host {host!r} ({exc.strerror or exc})"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS certificate of {host} not trusted: {exc.verify_message or exc}"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS error talking to {host}: {exc.reason or exc}"
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return f"{url} did not answer within {HTTP_TIMEOUT_S:.0f} s"
-    if isinstance(exc, ConnectionRefusedError):
-        return f"cannot connect to {url}: connection refused"
-    if isinstance(exc, OSError):
-        return f"cannot connect to {url}: {exc.strerror or exc}"
-    return f"request to {url} failed: {type(exc).__name__}: {exc}"
-
-
 def _preview(body: bytes) -> str:
     text = body[:_BODY_PREVIEW].decode("utf-8", "replace").replace("\n", " ")
     return text + ("…" if len(body) > _BODY_PREVIEW else "")
 
 
-async def check_endpoint(
-    name: str, url: str, *, fetch: Fetch, token: str | None, shape: str
-) -> CheckResult:
-    """GET an opsctl health endpoint and judge its body; every failure is a ``fail``."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    started = time.perf_counter()
-    try:
-        answer = await fetch(url, headers, HTTP_TIMEOUT_S)
-    except Exception as exc:  # every transport failure is a failed check, never a crash
-        return CheckResult(name, "fail", describe_http_error(url, exc))
-    ms = round((time.perf_counter() - started) * 1000, 1)
+def _auth(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def judge_answer(name: str, answer: HttpAnswer, ms: float, *, shape: str) -> CheckResult:
+    """The check an opsctl health endpoint's answer makes: ``fail`` unless it is JSON of the
+    ``shape`` (``heartbeat`` or ``health``) saying pass or warn, with a status below 400."""
     try:
         body = json.loads(answer.body)
     except ValueError:
@@ -194,6 +143,34 @@ async def check_endpoint(
     return CheckResult(name, status, reason, ms, "ms")
 
 
+def probe_endpoint(
+    name: str, url: str, *, fetch: Fetch = http_get, token: str | None, shape: str
+) -> CheckResult:
+    """GET an opsctl health endpoint and judge it; every failure is a ``fail``, never raised."""
+    started = time.perf_counter()
+    try:
+        answer = fetch(url, _auth(token), HTTP_TIMEOUT_S)
+    except Exception as exc:  # every transport failure is a failed check, never a crash
+        return CheckResult(name, "fail", describe_http_error(url, exc))
+    return judge_answer(name, answer, _ms_since(started), shape=shape)
+
+
+async def check_endpoint(
+    name: str, url: str, *, fetch: AsyncFetch, token: str | None, shape: str
+) -> CheckResult:
+    """:func:`probe_endpoint` over an asynchronous ``fetch`` (the dashboard's HTTP session)."""
+    started = time.perf_counter()
+    try:
+        answer = await fetch(url, _auth(token), HTTP_TIMEOUT_S)
+    except Exception as exc:  # every transport failure is a failed check, never a crash
+        return CheckResult(name, "fail", describe_http_error(url, exc))
+    return judge_answer(name, answer, _ms_since(started), shape=shape)
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
+
+
 def _judge(body: Any, shape: str) -> tuple[Status | None, list[str]]:
     """The status and reasons of a heartbeat or readiness body; None when the shape is wrong."""
     if shape == "heartbeat":
@@ -215,14 +192,83 @@ def _judge(body: Any, shape: str) -> tuple[Status | None, list[str]]:
     return value, reasons
 
 
-async def run_canary(queue: QueueBackend, deadline: float) -> tuple[CheckResult, dict[str, Any]]:
+# --- the queue ---------------------------------------------------------------------------
+
+
+class QueueReader(Protocol):
+    """What the gate needs of the queue: one snapshot a round, and a canary."""
+
+    def snapshot(self) -> QueueSnapshot: ...
+
+    def enqueue(self, job: NewJob) -> str: ...
+
+    def get(self, job_id: str) -> JobInfo | None: ...
+
+    def close(self) -> None: ...
+
+
+def open_reader(settings: Settings) -> QueueReader:
+    """Redis through the small synchronous client (no redis-py, no asyncio: the gate starts
+    fast); the embedded SQLite queue through its asyncio backend. Raises OpsctlError."""
+    if settings.queue_backend == "redis":
+        from opsctl.queue.redis_probe import RedisProbe
+
+        return RedisProbe.open(settings)
+    return _AsyncReader(settings)
+
+
+class _AsyncReader:
+    """A queue backend of :mod:`opsctl.queue` driven from synchronous code on its own loop."""
+
+    def __init__(self, settings: Settings):
+        import asyncio
+
+        from opsctl.queue import connect_queue
+
+        self._settings = settings
+        self._runner = asyncio.Runner()
+        try:
+            self._queue = self._runner.run(connect_queue(settings))
+        except BaseException:
+            self._runner.close()
+            raise
+
+    def snapshot(self) -> QueueSnapshot:
+        from opsctl.health import snapshot_queue
+
+        return self._runner.run(snapshot_queue(self._queue, self._settings))
+
+    def enqueue(self, job: NewJob) -> str:
+        return self._runner.run(self._queue.enqueue(job))
+
+    def get(self, job_id: str) -> JobInfo | None:
+        return self._runner.run(self._queue.get(job_id))
+
+    def close(self) -> None:
+        try:
+            self._runner.run(self._queue.close())
+        finally:
+            self._runner.close()
+
+
+def run_canary(queue: QueueReader, deadline: float) -> tuple[CheckResult, dict[str, Any]]:
     """Enqueue a canary job and wait until a worker has completed it (or the deadline)."""
+    from opsctl.queue.base import NewJob
+
     started = time.monotonic()
-    token = f"{socket.gethostname()}-{int(time.time() * 1000)}"
-    job_id = await queue.enqueue(NewJob("canary", {"gate": token}, max_attempts=1))
+    token = f"{socket.gethostname()}-{os.getpid()}-{int(time.time() * 1000)}"
+    try:
+        job_id = queue.enqueue(
+            NewJob("canary", {"gate": token}, max_attempts=1, job_id=f"canary-{token}")
+        )
+    except OpsctlError as exc:
+        return CheckResult("canary", "fail", f"could not enqueue the canary: {exc.message}"), {}
     info: dict[str, Any] = {"jobId": job_id}
     while time.monotonic() < deadline:
-        job = await queue.get(job_id)
+        try:
+            job = queue.get(job_id)
+        except OpsctlError as exc:
+            return CheckResult("canary", "fail", f"lost the queue: {exc.message}"), info
         if job is not None and job.status == "done":
             rtt = round((time.monotonic() - started) * 1000, 1)
             result = job.result if isinstance(job.result, dict) else {}
@@ -240,7 +286,7 @@ async def run_canary(queue: QueueBackend, deadline: float) -> tuple[CheckResult,
             ), info
         if job is not None and job.status == "dead":
             return CheckResult("canary", "fail", f"dead-lettered: {job.last_error}"), info
-        await asyncio.sleep(0.005 if time.monotonic() - started < 0.5 else 0.05)
+        time.sleep(0.002 if time.monotonic() - started < 0.5 else 0.05)
     return CheckResult(
         "canary",
         "fail",
@@ -248,50 +294,85 @@ async def run_canary(queue: QueueBackend, deadline: float) -> tuple[CheckResult,
     ), info
 
 
-async def run_gate(
+# --- the gate ----------------------------------------------------------------------------
+
+
+def _endpoints_in_background(
+    probes: list[tuple[str, str, str]], *, fetch: Fetch, token: str | None
+) -> Callable[[], list[CheckResult]]:
+    """Start one thread a probe; the returned function waits for them (at most the HTTP
+    timeout and a second: a DNS lookup is not bound by the socket's timeout)."""
+    results: list[CheckResult | None] = [None] * len(probes)
+
+    def probe(i: int, name: str, url: str, shape: str) -> None:
+        results[i] = probe_endpoint(name, url, fetch=fetch, token=token, shape=shape)
+
+    threads = [
+        threading.Thread(target=probe, args=(i, *p), daemon=True, name=f"gate-{p[0]}")
+        for i, p in enumerate(probes)
+    ]
+    for thread in threads:
+        thread.start()
+
+    def wait() -> list[CheckResult]:
+        give_up = time.monotonic() + HTTP_TIMEOUT_S + 1
+        for thread in threads:
+            thread.join(max(0.0, give_up - time.monotonic()))
+        return [
+            r
+            if r is not None
+            else CheckResult(name, "fail", f"{url} did not answer within {HTTP_TIMEOUT_S:.0f} s")
+            for r, (name, url, _) in zip(results, probes, strict=True)
+        ]
+
+    return wait
+
+
+def run_gate(
     settings: Settings,
     options: GateOptions,
     *,
-    fetch: Fetch = fetch_http,
+    fetch: Fetch = http_get,
     progress: Callable[[int, float, list[CheckResult]], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    reader: Callable[[Settings], QueueReader] = open_reader,
 ) -> GateReport:
-    """Run rounds of checks until all pass or the timeout ends."""
+    """Run rounds of checks until all pass or the timeout ends.
+
+    Each round reads the queue on this thread while two threads GET the heartbeat and
+    readiness endpoints, so a round takes about as long as its slowest part.
+    """
     options.validate()
     started = clock()
     deadline = started + options.timeout_s
     base = options.url.rstrip("/")
     ready_path = PRODUCTION_READY_PATH if settings.is_production else READINESS_PATH
-    queue: QueueBackend | None = None
+    probes = [
+        ("heartbeat", base + HEARTBEAT_PATH, "heartbeat"),
+        ("readiness", base + ready_path, "health"),
+    ]
+    queue: QueueReader | None = None
     canary_info: dict[str, Any] | None = None
     rounds = 0
     try:
         while True:
             rounds += 1
-            snapshot = None
+            snapshot: QueueSnapshot | None = None
             if queue is None:
                 try:
-                    queue = await connect_queue(settings)
+                    queue = reader(settings)
                 except OpsctlError as exc:
                     snapshot = QueueSnapshot(settings.queue_backend, error=exc.message)
-            if snapshot is None:
-                snapshot = await snapshot_queue(queue, settings)
+            # Started once the reader's modules are imported: an import holds the GIL, which
+            # would keep the threads from reading their answers.
+            endpoints = _endpoints_in_background(probes, fetch=fetch, token=options.token)
+            if queue is not None:
+                snapshot = queue.snapshot()
+            assert snapshot is not None  # the reader's, or why there is no reader
             results = queue_checks(snapshot, drain_threshold_s=settings.drain_threshold_s)
-            endpoints = await asyncio.gather(
-                check_endpoint(
-                    "heartbeat",
-                    base + HEARTBEAT_PATH,
-                    fetch=fetch,
-                    token=options.token,
-                    shape="heartbeat",
-                ),
-                check_endpoint(
-                    "readiness", base + ready_path, fetch=fetch, token=options.token, shape="health"
-                ),
-            )
-            results.extend(endpoints)
+            results.extend(endpoints())
             if options.canary and queue is not None and worst(r.status for r in results) != "fail":
-                canary, canary_info = await run_canary(queue, deadline)
+                canary, canary_info = run_canary(queue, deadline)
                 results.append(canary)
             elif options.canary:
                 results.append(CheckResult("canary", "fail", "not run: other checks fail"))
@@ -305,10 +386,10 @@ async def run_gate(
                 )
             if progress is not None:
                 progress(rounds, deadline - now, results)
-            await asyncio.sleep(min(options.interval_s, deadline - now))
             if queue is not None and snapshot.stats is None:
-                await queue.close()  # reconnect next round: the backend was lost
+                queue.close()  # reconnect next round: the backend was lost
                 queue = None
+            time.sleep(max(0.0, min(options.interval_s, deadline - clock())))
     finally:
         if queue is not None:
-            await queue.close()
+            queue.close()

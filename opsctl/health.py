@@ -10,54 +10,22 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from opsctl.constants import HEARTBEAT_TTL_S
 from opsctl.errors import OpsctlError
 from opsctl.settings import Settings
+from opsctl.verdict import (
+    CheckResult,
+    QueueSnapshot,
+)
+
+CHECK_TIMEOUT_S = 3.0
 
 if TYPE_CHECKING:  # kept out of the import path: the deploy gate starts on every deploy
-    from opsctl.queue.base import HeartbeatView, QueueBackend, QueueStats
+    from opsctl.queue.base import QueueBackend
     from opsctl.secrets import SecretProvider
     from opsctl.store import Store
-
-Status = Literal["pass", "warn", "fail"]
-CHECK_TIMEOUT_S = 3.0
-_RANK: dict[Status, int] = {"pass": 0, "warn": 1, "fail": 2}
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    name: str
-    status: Status
-    reason: str
-    observed: Any = None
-    unit: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-    checked_at: float = field(default_factory=time.time)
-
-    def to_json(self, *, detailed: bool) -> dict[str, Any]:
-        """The IETF-style object; values and details only for an authenticated caller."""
-        body: dict[str, Any] = {"status": self.status, "output": self.reason}
-        if detailed:
-            if self.observed is not None:
-                body["observedValue"] = self.observed
-            if self.unit:
-                body["observedUnit"] = self.unit
-            body.update(self.details)
-            body["time"] = iso_time(self.checked_at)
-        return body
-
-
-def iso_time(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def worst(statuses: Iterable[Status]) -> Status:
-    """The overall status: the worst of its parts (``pass`` when there are none)."""
-    return max(statuses, key=_RANK.__getitem__, default="pass")
 
 
 async def check_database(store: Store | None) -> CheckResult:
@@ -144,24 +112,6 @@ async def run_checks(checks: Iterable[Callable[[], Awaitable[CheckResult]]]) -> 
 # --- the queue: reachable, workers alive, draining, nothing dead -------------------------
 
 
-@dataclass(frozen=True)
-class QueueSnapshot:
-    """One read of the queue's state, shared by every check and body built from it."""
-
-    backend: str
-    stats: QueueStats | None = None
-    processes: tuple[HeartbeatView, ...] = ()
-    rtt_s: float | None = None
-    error: str | None = None
-    taken_at: float = field(default_factory=time.time)
-    rate_limits: dict[str, Any] | None = None
-    """The shared rate limiter's counters per connector (``None``: not read)."""
-
-    @property
-    def workers(self) -> list[HeartbeatView]:
-        return [p for p in self.processes if p.heartbeat.role == "worker"]
-
-
 async def snapshot_queue(
     queue: QueueBackend | None,
     settings: Settings,
@@ -207,183 +157,6 @@ async def _rate_limits(queue: QueueBackend, settings: Settings) -> dict[str, Any
     except (TimeoutError, OpsctlError, OSError):
         return None
     return {"connectors": {name: c.to_json() for name, c in counters.items()}}
-
-
-def queue_checks(snapshot: QueueSnapshot, *, drain_threshold_s: float) -> list[CheckResult]:
-    """``queue`` reachable, ``workers`` alive, ``draining``, ``dead_letters`` (warn only)."""
-    at = snapshot.taken_at
-    if snapshot.stats is None:
-        reason = snapshot.error or "queue state unknown"
-        return [
-            CheckResult(
-                "queue", "fail", reason, details={"backend": snapshot.backend}, checked_at=at
-            )
-        ]
-    stats = snapshot.stats
-    rtt_ms = round((snapshot.rtt_s or 0.0) * 1000, 2)
-    results = [
-        CheckResult(
-            "queue",
-            "pass",
-            f"{snapshot.backend} queue reachable",
-            rtt_ms,
-            "ms",
-            {"backend": snapshot.backend},
-            at,
-        )
-    ]
-    live = [w for w in snapshot.workers if w.live]
-    stale = [w for w in snapshot.workers if not w.live]
-    if not live:
-        why = "no worker heartbeat is fresh"
-        if stale:
-            why += f" ({len(stale)} stale, last seen {min(w.age_s for w in stale):.0f} s ago)"
-        results.append(
-            CheckResult(
-                "workers",
-                "fail",
-                why + "; start a worker: opsctl daemon worker",
-                0,
-                "workers",
-                checked_at=at,
-            )
-        )
-    elif stale:
-        results.append(
-            CheckResult(
-                "workers",
-                "warn",
-                f"{len(live)} worker(s) alive, {len(stale)} stale",
-                len(live),
-                "workers",
-                checked_at=at,
-            )
-        )
-    else:
-        results.append(
-            CheckResult(
-                "workers",
-                "pass",
-                f"{len(live)} worker(s) alive",
-                len(live),
-                "workers",
-                checked_at=at,
-            )
-        )
-    age = round(stats.oldest_waiting_age_s, 3)
-    if stats.waiting and age > drain_threshold_s:
-        results.append(
-            CheckResult(
-                "draining",
-                "fail",
-                f"oldest waiting job is {age:.0f} s old "
-                f"(threshold {drain_threshold_s:.0f} s): the queue stopped draining",
-                age,
-                "s",
-                checked_at=at,
-            )
-        )
-    else:
-        results.append(
-            CheckResult(
-                "draining",
-                "pass",
-                f"{stats.waiting} waiting, oldest {age:.1f} s",
-                age,
-                "s",
-                checked_at=at,
-            )
-        )
-    if stats.failed:
-        results.append(
-            CheckResult(
-                "dead_letters",
-                "warn",
-                f"{stats.failed} dead-lettered job(s); see opsctl queue dead",
-                stats.failed,
-                "jobs",
-                checked_at=at,
-            )
-        )
-    else:
-        results.append(
-            CheckResult("dead_letters", "pass", "no dead-lettered jobs", 0, "jobs", checked_at=at)
-        )
-    return results
-
-
-def heartbeat_body(
-    snapshot: QueueSnapshot, results: list[CheckResult], *, detailed: bool
-) -> dict[str, Any]:
-    """The public heartbeat contract (DESIGN.md §4); queue and worker details with the token."""
-    status = worst(r.status for r in results)
-    reasons = [f"{r.name}: {r.reason}" for r in results if r.status != "pass"]
-    body: dict[str, Any] = {
-        "status": {"status": status, "reasons": reasons, "checkedAt": iso_time(snapshot.taken_at)}
-    }
-    if not detailed:
-        return body
-    stats = snapshot.stats
-    body["queue"] = {
-        "backend": snapshot.backend,
-        "waiting": stats.waiting if stats else None,
-        "delayed": stats.delayed if stats else None,
-        "active": stats.active if stats else None,
-        "failed": stats.failed if stats else None,
-        "oldestWaitingAgeSeconds": round(stats.oldest_waiting_age_s, 3) if stats else None,
-        "completedLastMinute": stats.completed_last_minute if stats else None,
-    }
-    workers = snapshot.workers
-    body["workers"] = {
-        "alive": sum(1 for w in workers if w.live),
-        "stale": sum(1 for w in workers if not w.live),
-        "items": [
-            {
-                "id": w.heartbeat.id,
-                "live": w.live,
-                "lastSeenSecondsAgo": round(w.age_s, 1),
-                "inFlight": w.heartbeat.in_flight,
-                "processed": w.heartbeat.processed,
-                "version": w.heartbeat.version,
-                "startedAt": iso_time(w.heartbeat.started_at),
-            }
-            for w in sorted(workers, key=lambda w: w.heartbeat.id)
-        ],
-    }
-    if snapshot.rate_limits is not None:
-        body["rateLimits"] = snapshot.rate_limits
-    return body
-
-
-def production_requirements(settings: Settings, results: list[CheckResult]) -> list[CheckResult]:
-    """In production, the embedded SQLite database or queue turns its passing check into a fail."""
-    if not settings.is_production:
-        return results
-    needs = {
-        "database": (
-            "sqlite",
-            "the database is SQLite; production needs PostgreSQL (DATABASE_URL)",
-        ),
-        "queue": (
-            "sqlite",
-            "the queue is the embedded SQLite one; production needs Redis (QUEUE_REDIS_URL)",
-        ),
-    }
-    out = []
-    for result in results:
-        rule = needs.get(result.name)
-        if rule and result.status != "fail" and result.details.get("backend") == rule[0]:
-            result = CheckResult(
-                result.name,
-                "fail",
-                rule[1],
-                result.observed,
-                result.unit,
-                result.details,
-                result.checked_at,
-            )
-        out.append(result)
-    return out
 
 
 async def read_queue(settings: Settings, *, ttl_s: float = HEARTBEAT_TTL_S) -> QueueSnapshot:
@@ -450,8 +223,12 @@ def _definitions_signature(settings: Settings) -> tuple[Any, ...]:
             except OSError:
                 continue
             files.append((str(path), stat.st_size, stat.st_mtime_ns))
-    return (settings.definitions_paths, settings.is_production, time.strftime("%Y-%m-%d"),
-            tuple(files))
+    return (
+        settings.definitions_paths,
+        settings.is_production,
+        time.strftime("%Y-%m-%d"),
+        tuple(files),
+    )
 
 
 def check_registry(settings: Settings) -> CheckResult:
@@ -465,8 +242,9 @@ def check_registry(settings: Settings) -> CheckResult:
     signature = _definitions_signature(settings)
     cached = _REGISTRY_CACHE.get(signature)
     if cached is not None:
-        return CheckResult(cached.name, cached.status, cached.reason, cached.observed,
-                           cached.unit, cached.details)
+        return CheckResult(
+            cached.name, cached.status, cached.reason, cached.observed, cached.unit, cached.details
+        )
     result = _check_registry(settings)
     _REGISTRY_CACHE.clear()
     _REGISTRY_CACHE[signature] = result
@@ -656,24 +434,39 @@ async def check_keys(settings: Settings, store: Store | None) -> CheckResult:
         masters = await asyncio.wait_for(source.master_keys(), CHECK_TIMEOUT_S)
         status = await asyncio.wait_for(key_status(store), CHECK_TIMEOUT_S)
     except TimeoutError:
-        return CheckResult("keys", "fail", f"the master key ({source.description}) was not "
-                           f"read within {CHECK_TIMEOUT_S:.0f} s")
+        return CheckResult(
+            "keys",
+            "fail",
+            f"the master key ({source.description}) was not read within {CHECK_TIMEOUT_S:.0f} s",
+        )
     except OpsctlError as exc:
         return CheckResult("keys", "fail", f"master key ({source.description}): {exc.message}")
     finally:
         await source.close()
-    details = {"masterKey": source.description, "masterKeys": len(masters),
-               "activeKey": status["active"], "pendingRows": status["pending"]}
+    details = {
+        "masterKey": source.description,
+        "masterKeys": len(masters),
+        "activeKey": status["active"],
+        "pendingRows": status["pending"],
+    }
     active = next((k for k in status["keys"] if k["id"] == status["active"]), None)
     if active is None:
-        return CheckResult("keys", "warn", "no data key yet (the first is made on first use)",
-                           details=details)
+        return CheckResult(
+            "keys", "warn", "no data key yet (the first is made on first use)", details=details
+        )
     max_age_s = settings.key_max_age_days * 86_400
     age_days = round(active["age_s"] / 86_400, 1)
     if active["age_s"] > max_age_s * 1.1:
-        return CheckResult("keys", "warn", f"active key {status['active']} is {age_days} days old "
-                           f"(maximum {settings.key_max_age_days:g}); is the encryption-rotation "
-                           "daemon running?", age_days, "days", details)
+        return CheckResult(
+            "keys",
+            "warn",
+            f"active key {status['active']} is {age_days} days old "
+            f"(maximum {settings.key_max_age_days:g}); is the encryption-rotation "
+            "daemon running?",
+            age_days,
+            "days",
+            details,
+        )
     reason = f"active key {status['active']}, {age_days} days old"
     if status["pending"]:
         reason += f"; {status['pending']} row(s) still on older keys (rotation under way)"

@@ -11,15 +11,13 @@ from daemons.web.connectors import CATALOG
 from daemons.web.keys import QUEUE, SECRETS, SETTINGS, STORE
 from daemons.web.middleware import has_operator_token
 from opsctl.health import (
-    CheckResult,
     check_database,
     check_oauth,
     check_queue_backend,
     check_registry,
-    iso_time,
     run_checks,
-    worst,
 )
+from opsctl.verdict import CheckResult, iso_time, worst
 
 routes = web.RouteTableDef()
 

@@ -14,8 +14,9 @@ from aiohttp import web
 
 from daemons.web.keys import QUEUE, SETTINGS, STORE
 from daemons.web.middleware import require_operator
-from opsctl.health import QueueSnapshot, snapshot_queue
+from opsctl.health import snapshot_queue
 from opsctl.store import Store
+from opsctl.verdict import QueueSnapshot
 
 routes = web.RouteTableDef()
 
@@ -175,9 +176,7 @@ async def _key_status(store: Store | None) -> Mapping[str, Any] | None:
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus scrape endpoint (DESIGN.md §4)."""
     require_operator(request)
-    snapshot = await snapshot_queue(
-        request.app.get(QUEUE), request.app[SETTINGS], rate_limits=True
-    )
+    snapshot = await snapshot_queue(request.app.get(QUEUE), request.app[SETTINGS], rate_limits=True)
     keys = await _key_status(request.app.get(STORE))
     return web.Response(
         body=render(snapshot, keys).encode(),

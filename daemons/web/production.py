@@ -8,18 +8,14 @@ from daemons.web.health import health_response
 from daemons.web.keys import QUEUE, SECRETS, SETTINGS, STORE
 from daemons.web.middleware import has_operator_token
 from opsctl.health import (
-    CheckResult,
     check_database,
     check_keys,
     check_queue_backend,
     check_secrets,
-    heartbeat_body,
-    production_requirements,
-    queue_checks,
     run_checks,
     snapshot_queue,
-    worst,
 )
+from opsctl.verdict import CheckResult, heartbeat_body, production_requirements, queue_checks, worst
 
 routes = web.RouteTableDef()
 

@@ -1,4 +1,5 @@
-"""The ``opsctl`` command. ``main`` answers ``--version`` and ``--help`` before importing Typer."""
+"""The ``opsctl`` command. ``main`` answers ``--version``, ``--help`` and ``deploy-gate`` before
+importing Typer."""
 
 from __future__ import annotations
 
@@ -22,6 +23,11 @@ def main(argv: list[str] | None = None) -> NoReturn:
     from opsctl.entry import run_entry
 
     if args and args[0] == "deploy-gate":
+        from opsctl.cli import _gate_run
+
+        parsed = _gate_run.parse(args[1:])
+        if parsed is not None:  # the usual call, answered without importing Typer
+            run_entry(lambda: _gate_run.execute(parsed))
         from opsctl.cli.gate import standalone
 
         run_entry(lambda: standalone(args[1:]))

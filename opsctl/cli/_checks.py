@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
-    from opsctl.health import CheckResult
+    from opsctl.verdict import CheckResult
 
 _COLOURS = {"pass": "\033[32m", "warn": "\033[33m", "fail": "\033[31m"}
 _RESET = "\033[0m"

@@ -18,7 +18,8 @@ def queue_cmd(as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] =
     """Check the queue backend, worker heartbeats and draining (exit 1 on fail)."""
     import asyncio
 
-    from opsctl.health import queue_checks, read_queue, worst
+    from opsctl.health import read_queue
+    from opsctl.verdict import queue_checks, worst
 
     settings = settings_from_env()
     snapshot = asyncio.run(read_queue(settings))

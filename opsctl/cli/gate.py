@@ -1,14 +1,17 @@
-"""``opsctl deploy-gate``: the pipeline guard. Waits, then passes (0) or fails (1)."""
+"""``opsctl deploy-gate``: the pipeline guard. Waits, then passes (0) or fails (1).
+
+Its options, help and usage errors live here, in Typer like every command; the work is in
+:mod:`opsctl.cli._gate_run`, which ``opsctl deploy-gate`` reaches without importing Typer.
+"""
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
 
-from opsctl.cli._checks import paint, render_checks
-from opsctl.cli._common import JSON_HELP, print_json, settings_from_env
+from opsctl.cli._common import JSON_HELP
+from opsctl.cli._gate_run import INTERVAL_RANGE, INTERVAL_S, TIMEOUT_RANGE, TIMEOUT_S, GateArgs
 
 EPILOG = (
     "Exit codes: 0 every check passed (warnings allowed), 1 a check still failed at the "
@@ -21,11 +24,17 @@ def deploy_gate_cmd(
         str | None, typer.Option("--url", help="Base URL of the release (default: APP_URL).")
     ] = None,
     timeout: Annotated[
-        float, typer.Option(help="Give up after this many seconds.", min=0.1, max=3600)
-    ] = 120.0,
+        float,
+        typer.Option(
+            help="Give up after this many seconds.", min=TIMEOUT_RANGE[0], max=TIMEOUT_RANGE[1]
+        ),
+    ] = TIMEOUT_S,
     interval: Annotated[
-        float, typer.Option(help="Seconds between rounds of checks.", min=0.05, max=600)
-    ] = 2.0,
+        float,
+        typer.Option(
+            help="Seconds between rounds of checks.", min=INTERVAL_RANGE[0], max=INTERVAL_RANGE[1]
+        ),
+    ] = INTERVAL_S,
     canary: Annotated[
         bool, typer.Option("--canary", help="Also prove a worker completes a canary job.")
     ] = False,
@@ -33,61 +42,17 @@ def deploy_gate_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
 ) -> None:
     """Check the queue, the heartbeat and readiness endpoints, until all pass or time is up."""
-    import asyncio
+    from opsctl.cli import _gate_run
 
-    from opsctl.gate import GateOptions, GateReport, run_gate
-    from opsctl.health import CheckResult
-
-    settings = settings_from_env()
-
-    def progress(rounds: int, left: float, results: list[CheckResult]) -> None:
-        if quiet:
-            return
-        failing = "; ".join(f"{r.name}: {r.reason}" for r in results if r.status == "fail")
-        sys.stderr.write(
-            f"deploy-gate: round {rounds} failed, retrying ({left:.0f} s left): {failing}\n"
-        )
-        sys.stderr.flush()
-
-    async def gate() -> GateReport:
-        resolved = settings
-        if settings.api_token_ref:  # OPSCTL_API_TOKEN given as a secret reference
-            from opsctl.secrets import create_provider, resolve_settings
-
-            provider = create_provider(settings)
-            try:
-                resolved = await resolve_settings(settings, provider)
-            finally:
-                await provider.close()
-        options = GateOptions(
-            url=url or settings.app_url,
-            timeout_s=timeout,
-            interval_s=interval,
-            canary=canary,
-            token=resolved.api_token,
-        )
-        return await run_gate(resolved, options, progress=progress)
-
-    report = asyncio.run(gate())
-    if as_json:
-        print_json(report.to_json())
-    else:
-        render_checks(report.checks)
-        verdict = paint(report.status, sys.stdout)
-        ending = " (timed out)" if report.timed_out else ""
-        sys.stdout.write(
-            f"deploy-gate: {verdict} after {report.rounds} round(s), "
-            f"{report.elapsed_s:.1f} s{ending} — {report.url}\n"
-        )
-    if report.status == "fail":
-        raise typer.Exit(1)
+    args = GateArgs(url, timeout, interval, canary, as_json, quiet)
+    code = _gate_run.execute(args)
+    if code:
+        raise typer.Exit(code)
 
 
 def standalone(args: list[str]) -> None:
-    """Run ``opsctl deploy-gate`` without building the whole CLI: pipelines call it on every
-    deploy, so it skips importing every other command group."""
-    import typer
-
+    """``opsctl deploy-gate`` as a one-command Typer app, for what the fast path leaves to
+    Typer (help, usage errors) without building every other command group."""
     single = typer.Typer(
         add_completion=False,
         pretty_exceptions_enable=False,

@@ -10,7 +10,7 @@ from opsctl.cli._common import JSON_HELP, print_json, settings_from_env
 from opsctl.topology import TOPOLOGY
 
 if TYPE_CHECKING:
-    from opsctl.health import QueueSnapshot
+    from opsctl.verdict import QueueSnapshot
 
 JsonFlag = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
 Target = Annotated[

@@ -21,8 +21,9 @@ def check_cmd(as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] =
     """
     import asyncio
 
-    from opsctl.health import CheckResult, check_secrets, worst
+    from opsctl.health import check_secrets
     from opsctl.secrets import ProviderSet, ReferenceCheck, check_references
+    from opsctl.verdict import CheckResult, worst
 
     settings = settings_from_env()
 

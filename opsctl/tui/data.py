@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from opsctl.health import CheckResult, QueueSnapshot, Status
 from opsctl.queue import JobInfo
 from opsctl.supervisor.core import ProcessInfo
+from opsctl.verdict import CheckResult, QueueSnapshot, Status
 
 
 @dataclass(frozen=True)

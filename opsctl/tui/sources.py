@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 from opsctl.constants import HEARTBEAT_PATH, PRODUCTION_READY_PATH, READINESS_PATH
 from opsctl.errors import OpsctlError
 from opsctl.gate import HTTP_TIMEOUT_S, HttpAnswer, check_endpoint, describe_http_error
-from opsctl.health import QueueSnapshot, queue_checks, snapshot_queue, worst
+from opsctl.health import snapshot_queue
 from opsctl.queue import QueueBackend, connect_queue
 from opsctl.settings import Settings
 from opsctl.supervisor import control
@@ -44,6 +44,7 @@ from opsctl.tui.data import (
     RateLimitsData,
     StageOutcome,
 )
+from opsctl.verdict import QueueSnapshot, queue_checks, worst
 
 FEATURES_PATH = "/api/health/features"
 CONNECTORS_PATH = "/api/connectors"

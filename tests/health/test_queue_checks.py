@@ -5,16 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-from opsctl.health import (
-    CheckResult,
-    heartbeat_body,
-    queue_checks,
-    read_queue,
-    snapshot_queue,
-    worst,
-)
+from opsctl.health import read_queue, snapshot_queue
 from opsctl.queue import Heartbeat, NewJob, QueueBackend
 from opsctl.settings import Settings
+from opsctl.verdict import CheckResult, heartbeat_body, queue_checks, worst
 from tests._support import free_port
 from tests.conftest import SettingsFactory
 

@@ -12,9 +12,10 @@ from daemons.web import create_app
 from daemons.web.metrics import render
 from opsctl.connectors.jobs import open_executor
 from opsctl.connectors.limiter import SharedLimiter, open_limiter
-from opsctl.health import QueueSnapshot, heartbeat_body, queue_checks, snapshot_queue
+from opsctl.health import snapshot_queue
 from opsctl.queue import connect_queue
 from opsctl.settings import Settings
+from opsctl.verdict import QueueSnapshot, heartbeat_body, queue_checks
 from tests.conftest import SettingsFactory
 from tests.limiter._support import admitted, definition, policy, scope
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from opsctl.health import CheckResult, QueueSnapshot
 from opsctl.queue import Heartbeat, HeartbeatView, JobInfo, QueueStats
 from opsctl.supervisor.core import ProcessInfo
 from opsctl.supervisor.events import (
@@ -43,6 +42,7 @@ from opsctl.tui.messages import (
     QueueUpdated,
     RateLimitsUpdated,
 )
+from opsctl.verdict import CheckResult, QueueSnapshot
 
 NOW = 1_800_000_000.0  # 2027-01-15 08:00:00 UTC
 HOST = "host-a"

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
-from opsctl.health import CheckResult, QueueSnapshot
 from opsctl.tui.app import DashboardApp
 from opsctl.tui.data import (
     ConnectorsData,
@@ -33,6 +32,7 @@ from opsctl.tui.messages import (
 from opsctl.tui.screens.confirm import ConfirmScreen
 from opsctl.tui.screens.outcome import OutcomeScreen
 from opsctl.tui.widgets.queue_summary import QueueSummary
+from opsctl.verdict import CheckResult, QueueSnapshot
 from tests.tui import _frozen as F
 
 SnapCompare = Callable[..., bool]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.containers import Vertical
 
-from opsctl.health import QueueSnapshot
 from opsctl.tui import format as fmt
 from opsctl.tui.data import ProcessesData
 from opsctl.tui.widgets._table import DashTable
@@ -13,6 +12,7 @@ from opsctl.tui.widgets.heartbeat_table import HeartbeatTable
 from opsctl.tui.widgets.line import Line
 from opsctl.tui.widgets.notice import Notice
 from opsctl.tui.widgets.process_table import ProcessTable
+from opsctl.verdict import QueueSnapshot
 
 
 class ProcessesPane(Vertical):
