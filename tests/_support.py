@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -103,3 +104,68 @@ class Daemon:
                 self.proc.wait(5)
         self._log.close()
         return self.proc.returncode
+
+
+class PrivateRedis:
+    """A redis-server of a test's own on a free port, with nothing kept on disk.
+
+    ``args`` are more options for it (``--requirepass``, ``--unixsocket``, TLS). ``stop`` ends
+    it cleanly, ``kill`` as a crash would; ``start`` again brings it back, empty, on the same
+    port.
+    """
+
+    def __init__(self, workdir: Path, *args: str):
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server must be installed for the Redis tests"
+        self.binary = binary
+        self.workdir = workdir
+        self.args = args
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        log = self.workdir / f"redis-{self.port}.log"
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.workdir), "--logfile", str(log),
+             *self.args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while True:
+            try:  # listening is enough: with --requirepass or TLS a PING would not say more
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    shown = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+                    raise AssertionError(
+                        f"the private redis-server did not start:\n{shown}"
+                    ) from None
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        self.proc = None
+
+    def keys(self) -> list[str]:
+        import redis
+
+        client = redis.Redis(port=self.port)
+        try:
+            return sorted(key.decode() for key in client.scan_iter(count=1000))
+        finally:
+            client.close()

@@ -17,7 +17,7 @@ from aiohttp import web
 from daemons.web import create_app
 from opsctl.settings import Settings, load_settings
 from opsctl.store import Store, connect
-from tests._support import ADMIN_PG_URL, REDIS_URL, Daemon
+from tests._support import ADMIN_PG_URL, REDIS_URL, Daemon, PrivateRedis
 
 SettingsFactory = Callable[..., Settings]
 
@@ -139,3 +139,12 @@ async def serve() -> AsyncIterator[Serve]:
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
         yield session
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A started redis-server of this test's own (see :class:`tests._support.PrivateRedis`)."""
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.kill()

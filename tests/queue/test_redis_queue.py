@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-import redis
 import redis.asyncio as aioredis
 
 from opsctl.constants import IDEMPOTENCY_TTL_S, QUEUE_KEY, RESULT_TTL_S
@@ -21,76 +18,10 @@ from opsctl.errors import QueueUnavailable
 from opsctl.queue._redis import RedisQueue
 from opsctl.queue.base import Heartbeat, NewJob
 from opsctl.settings import Settings
-from tests._support import clean_env, free_port
+from tests._support import PrivateRedis, clean_env, free_port
 
 SettingsFactory = Callable[..., Settings]
 OWNER = "test:1"
-
-
-class PrivateRedis:
-    """A redis-server of the test's own on a free port, with nothing kept on disk."""
-
-    def __init__(self, workdir: Path):
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server must be installed for the Redis backend tests"
-        self.binary = binary
-        self.workdir = workdir
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
-        deadline = time.monotonic() + 10
-        try:
-            while True:
-                try:
-                    client.ping()
-                    return
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline or self.proc.poll() is not None:
-                        raise AssertionError("the private redis-server did not start") from None
-                    time.sleep(0.02)
-        finally:
-            client.close()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-        self.proc = None
-
-    def keys(self) -> list[str]:
-        client = redis.Redis(port=self.port)
-        try:
-            return sorted(key.decode() for key in client.scan_iter(count=1000))
-        finally:
-            client.close()
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -15,7 +12,7 @@ from daemons.web import create_app
 from daemons.web.openapi import build_spec
 from opsctl.errors import QueueUnavailable
 from opsctl.store import connect
-from tests._support import free_port
+from tests._support import PrivateRedis, free_port
 from tests.conftest import Serve, SettingsFactory
 
 TOKEN = "operator-token-0123456789abcdef"
@@ -106,51 +103,16 @@ async def test_ready_fails_503_when_migrations_are_pending(
     assert "migration(s) pending; run opsctl db migrate" in body["checks"]["database"]["output"]
 
 
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A redis-server of this test's own, which the test may kill."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while (
-        subprocess.run(
-            ["redis-cli", "-p", str(port), "ping"], capture_output=True, check=False
-        ).stdout.strip()
-        != b"PONG"
-    ):
-        assert time.monotonic() < deadline, "private redis-server did not start"
-        time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}/0", proc
-    proc.kill()
-    proc.wait()
-
-
 async def test_ready_fails_503_naming_redis_when_it_goes_away(
     serve: Serve,
     http: aiohttp.ClientSession,
     make_settings: SettingsFactory,
-    private_redis: tuple[str, subprocess.Popen[bytes]],
+    private_redis: PrivateRedis,
 ) -> None:
-    url, proc = private_redis
+    url = private_redis.url
     base = await serve(make_settings(QUEUE_REDIS_URL=url))
     assert (await get(http, f"{base}/api/health/ready"))[0] == 200
-    proc.kill()
-    proc.wait()
+    private_redis.kill()
     status, body, _ = await get(http, f"{base}/api/health/ready")
     assert status == 503
     assert body["checks"]["queue"]["status"] == "fail"
