@@ -20,6 +20,7 @@ from opsctl._net import tcp_connect
 HTTP_TIMEOUT_S = 5.0
 MAX_BODY = 1 << 20
 _MAX_HEAD = 64 * 1024
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
 _USER_AGENT = "opsctl-deploy-gate"
 
 
@@ -56,6 +57,7 @@ def http_get(
         if tls:
             import ssl
 
+            _remaining(sock, deadline)  # the handshake, too, within the whole exchange's time
             sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         authority = f"[{host}]" if ":" in host else host
@@ -99,16 +101,17 @@ class _Reader:
         self._buf += data
         return True
 
-    def _line(self, limit: int) -> bytes:
+    def _line(self, limit: int, part: str = "header") -> bytes:
         while True:
             end = self._buf.find(b"\n")
             if end >= 0:
                 line, self._buf = self._buf[: end + 1], self._buf[end + 1 :]
                 return line.rstrip(b"\r\n")
             if len(self._buf) > limit:
-                raise HttpProtocolError("the response's header is too long")
+                too_long = "the response's header" if part == "header" else f"a line of the {part}"
+                raise HttpProtocolError(f"{too_long} is too long")
             if not self._fill():
-                raise HttpProtocolError("the connection closed before the response's header ended")
+                raise HttpProtocolError(f"the connection closed before the response's {part} ended")
 
     def _exactly(self, size: int) -> bytes:
         while len(self._buf) < size:
@@ -138,14 +141,14 @@ class _Reader:
 
     def response(self, max_body: int) -> HttpAnswer:
         status, fields = self._head()
-        while 100 <= status < 200:  # an interim answer (100 Continue): the real one follows
+        while status in (100, 102, 103):  # an interim answer (100 Continue): the real one follows
             status, fields = self._head()
         content_type = fields.get("content-type", "")
         if "chunked" in fields.get("transfer-encoding", "").lower():
             body = self._chunked(max_body)
         elif "content-length" in fields:
             length = fields["content-length"]
-            if not length.isdigit():
+            if not (length.isascii() and length.isdigit()):
                 raise HttpProtocolError(f"a malformed Content-Length: {length[:40]!r}")
             body = self._exactly(min(int(length), max_body))
         else:
@@ -158,11 +161,10 @@ class _Reader:
         parts: list[bytes] = []
         total = 0
         while total < max_body:
-            size_text = self._line(1024).split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise HttpProtocolError(f"a malformed chunk size: {size_text[:20]!r}") from None
+            size_text = self._line(1024, "chunked body").split(b";", 1)[0].strip()
+            if not size_text or size_text.strip(_HEX_DIGITS):  # int() would take -5, +5, 0x5
+                raise HttpProtocolError(f"a malformed chunk size: {size_text[:20]!r}")
+            size = int(size_text, 16)
             if size == 0:
                 break
             take = min(size, max_body - total)
@@ -185,7 +187,7 @@ def describe_http_error(url: str, exc: BaseException, timeout_s: float = HTTP_TI
     if ssl is not None and isinstance(exc, ssl.SSLError):
         return f"TLS error talking to {host}: {exc.reason or exc}"
     if isinstance(exc, TimeoutError):
-        return f"{url} did not answer within {timeout_s:.0f} s"
+        return f"{url} did not answer within {timeout_s:g} s"
     if isinstance(exc, HttpProtocolError):
         return f"{url} did not answer with HTTP: {exc}"
     if isinstance(exc, ConnectionRefusedError):
