@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 
 import redis.asyncio as aioredis
@@ -13,6 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 
 from opsctl.errors import QueueUnavailable
+from opsctl.queue.resp import describe_failure
 from opsctl.settings import Settings, redact_url
 
 CONNECT_TIMEOUT_S = 2.0
@@ -62,13 +62,12 @@ def describe_redis_error(url: str, exc: BaseException) -> str:
         return f"Redis at {where} did not answer in time"
     os_error = _root_os_error(exc)
     if os_error is not None and os_error.errno:
-        reason = os.strerror(os_error.errno)
-    else:
-        text = str(exc).strip().rstrip(".")
-        # redis-py says "Error 111 connecting to host:port. Connection refused."; keep the why.
-        reason = text.split(". ", 1)[1] if "connecting to" in text and ". " in text else text
-        reason = reason or type(exc).__name__
-    return f"cannot reach Redis at {where}: {reason}"
+        # the words of the deploy gate's own client: refused, unresolvable host, TLS
+        return describe_failure(where, os_error)
+    text = str(exc).strip().rstrip(".")
+    # redis-py says "Error 111 connecting to host:port. Connection refused."; keep the why.
+    reason = text.split(". ", 1)[1] if "connecting to" in text and ". " in text else text
+    return f"cannot reach Redis at {where}: {reason or type(exc).__name__}"
 
 
 async def ping_redis(client: aioredis.Redis) -> float:

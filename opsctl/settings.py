@@ -108,13 +108,15 @@ class Settings:
 
 
 _PASSWORD_IN_URL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@]*):.*@")  # greedy: hide all
+_PASSWORD_IN_QUERY = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)  # redis-py reads it too
 
 
 def redact_url(url: str | None) -> str:
-    """The URL with any password replaced by ``***``, safe for logs and error messages."""
+    """The URL with any password (``user:password@`` or ``?password=``) replaced by ``***``,
+    safe for logs and error messages."""
     if not url:
         return ""
-    return _PASSWORD_IN_URL.sub(r"\1:***@", url)
+    return _PASSWORD_IN_QUERY.sub(r"\1***", _PASSWORD_IN_URL.sub(r"\1:***@", url))
 
 
 def sqlite_path_from_url(url: str) -> Path:

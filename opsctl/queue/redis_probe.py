@@ -18,6 +18,7 @@ from opsctl.queue._redis_codec import (
     WAKE_CAP,
     QueueKeys,
     check_positive,
+    check_text,
     encode_job,
     job_info,
     lua,
@@ -97,6 +98,7 @@ class RedisProbe:
 
     def get(self, job_id: str) -> JobInfo | None:
         """The job, or ``None`` once it is gone."""
+        check_text(job_id, "a job id")
         try:
             flat = self._conn.call("HGETALL", self._keys.job_prefix + job_id)
         except (OSError, RespError) as exc:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -124,19 +125,22 @@ class RespConnection:
             if address.tls:
                 sock = _wrap_tls(sock, address)
             sock.settimeout(timeout)
-            conn = cls(sock, address)
-            hello: list[tuple[Any, ...]] = []
-            if address.password is not None:
-                user = (address.username,) if address.username else ()
-                hello.append(("AUTH", *user, address.password))
-            if address.db:
-                hello.append(("SELECT", address.db))
-            if hello:
-                for reply in conn.pipeline(hello):
-                    if isinstance(reply, RespError):
-                        raise reply
         except BaseException:
             sock.close()
+            raise
+        conn = cls(sock, address)
+        hello: list[tuple[Any, ...]] = []
+        if address.password is not None:
+            user = (address.username,) if address.username else ()
+            hello.append(("AUTH", *user, address.password))
+        if address.db:
+            hello.append(("SELECT", address.db))
+        try:
+            for reply in conn.pipeline(hello) if hello else ():
+                if isinstance(reply, RespError):
+                    raise reply
+        except BaseException:
+            conn.close()  # the reader made from the socket holds it open too
             raise
         return conn
 
@@ -223,6 +227,11 @@ def describe_failure(where: str, exc: BaseException) -> str:
         return f"Redis at {where} answered with an error: {exc}"
     if isinstance(exc, TimeoutError):
         return f"Redis at {where} did not answer in time"
+    ssl = sys.modules.get("ssl")  # loaded only when a rediss:// URL was used
+    if ssl is not None and isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate of Redis at {where} not trusted: {exc.verify_message or exc}"
+    if ssl is not None and isinstance(exc, ssl.SSLError):
+        return f"TLS error talking to Redis at {where}: {exc.reason or exc}"
     if isinstance(exc, socket.gaierror):
         return f"cannot reach Redis at {where}: cannot resolve the host ({exc.strerror or exc})"
     if isinstance(exc, OSError) and exc.errno:
