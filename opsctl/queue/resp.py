@@ -46,7 +46,9 @@ Reply = Any
 class RedisAddress:
     """Where and how to connect, from a ``redis://``, ``rediss://`` or ``unix://`` URL, read
     the way redis-py reads it: user and password before ``@``, the database as the path (or
-    ``?db=``), ``ssl_cert_reqs``, ``ssl_ca_certs`` and ``ssl_check_hostname`` for TLS."""
+    ``?db=``), ``ssl_cert_reqs``, ``ssl_ca_certs``, ``ssl_check_hostname``, ``ssl_certfile``
+    and ``ssl_keyfile`` for TLS. Other parameters (redis-py's pool and timeout tuning) do not
+    change what the gate reads and are ignored."""
 
     def __init__(self, url: str):
         parts = urlsplit(url)
@@ -73,6 +75,8 @@ class RedisAddress:
         self.cert_reqs = query.get("ssl_cert_reqs", "required").lower()
         self.ca_certs = query.get("ssl_ca_certs")
         self.check_hostname = query.get("ssl_check_hostname", "false").lower() in ("1", "true")
+        self.certfile = query.get("ssl_certfile")  # a client certificate, for mutual TLS
+        self.keyfile = query.get("ssl_keyfile")
 
 
 def encode(args: Sequence[Any]) -> bytes:
@@ -215,6 +219,8 @@ def _wrap_tls(sock: socket.socket, address: RedisAddress) -> socket.socket:
         "none": ssl.CERT_NONE,
         "optional": ssl.CERT_OPTIONAL,
     }.get(address.cert_reqs, ssl.CERT_REQUIRED)
+    if address.certfile:
+        context.load_cert_chain(address.certfile, address.keyfile)
     return context.wrap_socket(sock, server_hostname=address.host)
 
 

@@ -447,6 +447,34 @@ def test_tls_checks_the_host_name_when_asked(tls_redis: TlsRedis) -> None:
     assert "mismatch" in exc.verify_message.lower()
 
 
+@pytest.fixture(scope="module")
+def mutual_tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path, Path]]:
+    """A TLS Redis that asks for a client certificate signed by its own (self-signed) one."""
+    workdir = tmp_path_factory.mktemp("mtls")
+    cert, key = write_self_signed(workdir)
+    server = PrivateRedis(workdir)
+    server.args = (
+        "--port", "0", "--tls-port", str(server.port),
+        "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+        "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "yes",
+    )  # fmt: skip
+    server.start()
+    yield server.port, cert, key
+    server.kill()
+
+
+def test_mutual_tls_presents_the_client_certificate(
+    mutual_tls_redis: tuple[int, Path, Path],
+) -> None:
+    port, cert, key = mutual_tls_redis
+    base = f"rediss://localhost:{port}/0?ssl_ca_certs={cert}"
+    with RespConnection.open(f"{base}&ssl_certfile={cert}&ssl_keyfile={key}") as opened:
+        assert opened.call("PING") == b"PONG"
+    # refused in the handshake or at the first reply
+    with pytest.raises(OSError), RespConnection.open(base) as refused:
+        refused.call("PING")
+
+
 # -- failures to connect --------------------------------------------------------------------------
 
 
