@@ -87,8 +87,9 @@ def execute(args: GateArgs) -> int:
         if args.quiet:
             return
         failing = "; ".join(f"{r.name}: {r.reason}" for r in results if r.status == "fail")
+        shown = f"{left:.1f}" if left < 10 else f"{left:.0f}"
         sys.stderr.write(
-            f"deploy-gate: round {rounds} failed, retrying ({left:.0f} s left): {failing}\n"
+            f"deploy-gate: round {rounds} failed, retrying ({shown} s left): {failing}\n"
         )
         sys.stderr.flush()
 
