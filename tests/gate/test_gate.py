@@ -91,6 +91,56 @@ async def test_waits_until_a_worker_appears(
     assert "round 1 failed, retrying" in ran.stderr
 
 
+async def test_canary_on_the_embedded_queue_is_run_by_a_real_worker(
+    web_daemon: str, env: dict[str, str], daemons: Callable[..., Daemon], tmp_path: Path
+) -> None:
+    daemons("daemon", "worker", "--concurrency", "2", env=env)
+    ran = await run_gate(
+        "--url", web_daemon, "--canary", "--timeout", "30", "--interval", "0.3", "--json",
+        env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert ran.code == 0, ran.stdout + ran.stderr
+    report = json.loads(ran.stdout)
+    [canary] = [c for c in report["checks"] if c["name"] == "canary"]
+    assert canary["status"] == "pass" and canary["reason"].startswith("completed by ")
+    assert report["canary"]["jobId"].startswith("canary-")
+    assert report["canary"]["roundTripMs"] > 0
+
+
+async def test_canary_nobody_runs_fails_at_the_timeout(
+    web_daemon: str, env: dict[str, str], make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    await add_worker_heartbeat(make_settings(**env))  # a heartbeat, but no worker behind it
+    ran = await run_gate(
+        "--url", web_daemon, "--canary", "--timeout", "1.5", "--json", env=env, cwd=tmp_path
+    )
+    assert ran.code == 1, ran.stdout + ran.stderr
+    report = json.loads(ran.stdout)
+    [canary] = [c for c in report["checks"] if c["name"] == "canary"]
+    assert canary["status"] == "fail"
+    assert canary["reason"].endswith(
+        "was not completed before the timeout; are workers consuming the queue?"
+    )
+    assert report["timedOut"] is True
+
+
+async def test_canary_is_not_run_while_other_checks_fail(
+    web_daemon: str, env: dict[str, str], tmp_path: Path
+) -> None:
+    ran = await run_gate(
+        "--url", web_daemon, "--canary", "--timeout", "0.5", "--json", env=env, cwd=tmp_path
+    )
+    assert ran.code == 1
+    [canary] = [c for c in json.loads(ran.stdout)["checks"] if c["name"] == "canary"]
+    assert canary == {
+        "name": "canary",
+        "status": "fail",
+        "reason": "not run: other checks fail",
+        "observed": None,
+        "unit": None,
+    }
+
+
 async def _fails_with(
     url: str, env: dict[str, str], make_settings: SettingsFactory, tmp_path: Path
 ) -> str:
