@@ -141,6 +141,43 @@ async def test_canary_is_not_run_while_other_checks_fail(
     }
 
 
+@pytest.mark.parametrize(
+    ("token_env", "sent"),
+    [
+        ({}, None),
+        ({"OPSCTL_API_TOKEN": "gate-token-1234"}, "Bearer gate-token-1234"),
+        (  # a secret reference, resolved through the secret provider first
+            {"OPSCTL_API_TOKEN": "env:GATE_TOKEN", "GATE_TOKEN": "from-the-provider-99"},
+            "Bearer from-the-provider-99",
+        ),
+    ],
+    ids=["no token", "token", "token reference"],
+)
+async def test_the_operator_token_is_sent_to_both_endpoints(
+    stand_in: StandIn,
+    env: dict[str, str],
+    make_settings: SettingsFactory,
+    tmp_path: Path,
+    token_env: dict[str, str],
+    sent: str | None,
+) -> None:
+    seen: list[tuple[str, str | None]] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append((request.path, request.headers.get("Authorization")))
+        if request.path.endswith("/heartbeat"):
+            return web.json_response({"status": {"status": "pass", "reasons": []}})
+        return web.json_response({"status": "pass", "checks": {}})
+
+    await add_worker_heartbeat(make_settings(**env))
+    url = await stand_in(record)
+    ran = await run_gate("--url", url, "--timeout", "5", env={**env, **token_env}, cwd=tmp_path)
+    assert ran.code == 0, ran.stdout + ran.stderr
+    assert sorted(seen) == [("/api/health/ready", sent), ("/api/production/queue/heartbeat", sent)]
+    assert "gate-token" not in ran.stdout + ran.stderr
+    assert "from-the-provider" not in ran.stdout + ran.stderr
+
+
 async def _fails_with(
     url: str, env: dict[str, str], make_settings: SettingsFactory, tmp_path: Path
 ) -> str:
