@@ -3,6 +3,10 @@
 Each check returns a :class:`CheckResult` in the IETF health-check vocabulary (``pass``,
 ``warn``, ``fail``) with a reason a person can act on and the value it observed. Checks never
 raise for the condition they test: an unreachable dependency is a ``fail`` with its reason.
+
+The vocabulary (:class:`CheckResult`, ``worst``) and the queue's verdict from a snapshot
+(``queue_checks``, the heartbeat body) live in :mod:`opsctl.verdict`, which the deploy gate
+imports without asyncio; the checks here need a connection.
 """
 
 from __future__ import annotations
