@@ -3,7 +3,9 @@
 Each occurrence becomes a job with a deterministic id (``sched:<name>:<epoch>``), so several
 schedulers side by side enqueue it once: the queue returns the existing job for a repeated id.
 Only the latest due occurrence is considered, so a scheduler back from downtime enqueues at
-most one missed occurrence per schedule, never a burst. Cron times are UTC.
+most one missed occurrence per schedule, never a burst. A schedule can be paused (disabled)
+and resumed; resuming counts from that moment, so what fell due while it was paused is not
+enqueued at all. Cron times are UTC.
 """
 
 from __future__ import annotations
@@ -27,7 +29,10 @@ from opsctl.store.base import Queryable, Row, Store
 log = logging.getLogger("opsctl.scheduler")
 
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
-_COLUMNS = "name, cron, kind, payload, queue, enabled, created_at, last_occurrence, last_job_id"
+_COLUMNS = (
+    "name, cron, kind, payload, queue, enabled, created_at, last_occurrence, last_job_id,"
+    " resumed_at"
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,8 @@ class Schedule:
     last_occurrence: float | None = None
     """The latest occurrence enqueued (epoch seconds), None before the first."""
     last_job_id: str | None = None
+    resumed_at: float | None = None
+    """When the schedule was last resumed after a pause (epoch seconds)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -54,6 +61,7 @@ class Schedule:
             "created_at": self.created_at,
             "last_occurrence": self.last_occurrence,
             "last_job_id": self.last_job_id,
+            "resumed_at": self.resumed_at,
             "next_occurrence": next_occurrence(self.cron, time.time()) if self.enabled else None,
         }
 
@@ -139,6 +147,7 @@ def _schedule(row: Row) -> Schedule:
         created_at=float(row["created_at"]),
         last_occurrence=None if row["last_occurrence"] is None else float(row["last_occurrence"]),
         last_job_id=row["last_job_id"],
+        resumed_at=None if row["resumed_at"] is None else float(row["resumed_at"]),
     )
 
 
@@ -191,7 +200,8 @@ async def add_schedule(
                 f"schedule {name!r} already exists", hint="remove it first, or choose another name"
             )
         await tx.execute(
-            f"INSERT INTO schedules ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, 1, $6, NULL, NULL)",
+            f"INSERT INTO schedules ({_COLUMNS})"
+            " VALUES ($1, $2, $3, $4, $5, 1, $6, NULL, NULL, NULL)",
             schedule.name,
             schedule.cron,
             schedule.kind,
@@ -218,6 +228,28 @@ async def get_schedule(db: Queryable, name: str) -> Schedule:
 async def remove_schedule(db: Queryable, name: str) -> None:
     if not await db.execute("DELETE FROM schedules WHERE name = $1", name):
         raise NotFound(f"no schedule named {name!r}", hint="see: opsctl schedules list")
+
+
+async def set_enabled(
+    store: Store, name: str, enabled: bool, *, clock: Callable[[], float] = time.time
+) -> tuple[Schedule, bool]:
+    """Pause (``enabled=False``) or resume a schedule; return it and whether it changed.
+
+    Resuming counts from now: the occurrences that fell due while it was paused are not
+    enqueued, not even the latest (a scheduler back from downtime would enqueue that one).
+    Pausing or resuming twice is not an error.
+    """
+    async with store.transaction() as tx:
+        schedule = await get_schedule(tx, name)
+        if schedule.enabled == enabled:
+            return schedule, False
+        if enabled:
+            await tx.execute(
+                "UPDATE schedules SET enabled = 1, resumed_at = $2 WHERE name = $1", name, clock()
+            )
+        else:
+            await tx.execute("UPDATE schedules SET enabled = 0 WHERE name = $1", name)
+        return await get_schedule(tx, name), True
 
 
 @dataclass(frozen=True)
@@ -251,6 +283,8 @@ async def enqueue_due(store: Store, queue_for: QueueFor, *, now: float) -> list[
         since = schedule.last_occurrence
         if since is None:
             since = schedule.created_at
+        if schedule.resumed_at is not None:
+            since = max(since, schedule.resumed_at)
         if at <= since:
             continue
         job_id = occurrence_job_id(schedule.name, at)

@@ -131,3 +131,38 @@ def remove_cmd(
         print_json({"removed": name})
     else:
         typer.echo(f"removed schedule {name}")
+
+
+def _toggle(name: str, enabled: bool, as_json: bool) -> None:
+    from opsctl.schedules import set_enabled
+
+    schedule, changed = _run(lambda store: set_enabled(store, name, enabled))
+    if as_json:
+        print_json({**schedule.to_json(), "changed": changed})
+        return
+    state = "enabled" if enabled else "disabled"
+    if not changed:
+        typer.echo(f"schedule {name} was already {state}")
+    elif enabled:
+        nxt = schedule.to_json()["next_occurrence"]
+        typer.echo(f"enabled schedule {name}: next at {_when(nxt)} (missed occurrences skipped)")
+    else:
+        typer.echo(f"disabled schedule {name}; resume it with: opsctl schedules enable {name}")
+
+
+@app.command("disable")
+def disable_cmd(
+    name: Annotated[str, typer.Argument(help="Schedule name.", show_default=False)],
+    as_json: JsonFlag = False,
+) -> None:
+    """Pause a schedule: the scheduler enqueues nothing for it until it is enabled again."""
+    _toggle(name, False, as_json)
+
+
+@app.command("enable")
+def enable_cmd(
+    name: Annotated[str, typer.Argument(help="Schedule name.", show_default=False)],
+    as_json: JsonFlag = False,
+) -> None:
+    """Resume a paused schedule from now; what fell due while it was paused is skipped."""
+    _toggle(name, True, as_json)

@@ -197,6 +197,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             " expires_at DOUBLE PRECISION NOT NULL)",
         ),
     ),
+    Migration(
+        8,
+        "schedules paused and resumed",
+        # When a paused schedule was resumed: occurrences before it are not enqueued.
+        **same_sql("ALTER TABLE schedules ADD COLUMN resumed_at DOUBLE PRECISION"),
+    ),
 )
 
 

@@ -52,6 +52,33 @@ def test_add_list_remove(env: dict[str, str]) -> None:
     assert [s["name"] for s in listed] == ["custom"]
 
 
+def test_disable_and_enable(env: dict[str, str]) -> None:
+    added = run_opsctl("schedules", "add", "hourly", "--cron", "@hourly", "--kind", "noop", env=env)
+    assert added.returncode == 0, added.stderr
+    disabled = run_opsctl("schedules", "disable", "hourly", "--json", env=env)
+    assert disabled.returncode == 0, disabled.stderr
+    row = json.loads(disabled.stdout)
+    assert (row["name"], row["enabled"], row["changed"]) == ("hourly", False, True)
+    assert row["next_occurrence"] is None
+    table = run_opsctl("schedules", "list", env=env).stdout
+    assert "disabled" in table
+
+    again = run_opsctl("schedules", "disable", "hourly", env=env)
+    assert (again.returncode, again.stdout) == (0, "schedule hourly was already disabled\n")
+
+    enabled = run_opsctl("schedules", "enable", "hourly", env=env)
+    assert enabled.returncode == 0, enabled.stderr
+    assert enabled.stdout.startswith("enabled schedule hourly: next at ")
+    assert "missed occurrences skipped" in enabled.stdout
+    [row] = json.loads(run_opsctl("schedules", "list", "--json", env=env).stdout)
+    assert row["enabled"] is True and row["resumed_at"] is not None
+    assert row["next_occurrence"] % 3600 == 0
+
+    for command in ("enable", "disable"):
+        assert "no schedule named 'ghost'" in refused(1, "schedules", command, "ghost", env=env)
+        assert "Missing argument" in refused(2, "schedules", command, env=env)
+
+
 def test_malformed_input_is_one_clear_line(env: dict[str, str]) -> None:
     add = ["schedules", "add"]
     err = refused(2, *add, "a", "--cron", "61 * * * *", "--kind", "canary", env=env)

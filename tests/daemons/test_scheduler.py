@@ -9,8 +9,9 @@ from collections.abc import Callable
 
 import pytest
 
+from opsctl.errors import NotFound
 from opsctl.queue import NewJob, QueueBackend, connect_queue
-from opsctl.schedules import add_schedule, enqueue_due, get_schedule
+from opsctl.schedules import add_schedule, enqueue_due, get_schedule, set_enabled
 from opsctl.settings import Settings
 from opsctl.store import Store, connect, migrate
 from tests._support import Daemon, run_opsctl
@@ -114,4 +115,39 @@ async def test_after_downtime_only_the_latest_missed_occurrence_is_enqueued(
         assert (await queue.stats()).waiting == 2
     finally:
         await other.close()
+        await queue.close()
+
+
+async def test_a_paused_schedule_enqueues_nothing_and_resumes_from_then(
+    store: Store, store_settings: Settings
+) -> None:
+    await migrate(store)
+    await add_schedule(store, "every5", "*/5 * * * *", "noop", clock=lambda: T0)
+    queue = await connect_queue(store_settings)
+
+    async def queue_for(name: str) -> QueueBackend:
+        return queue
+
+    async def due_at(now: float) -> list[float]:
+        return [o.at for o in await enqueue_due(store, queue_for, now=now)]
+
+    try:
+        assert await due_at(T0 + 310) == [T0 + 300]
+        paused, changed = await set_enabled(store, "every5", False, clock=lambda: T0 + 400)
+        assert changed and not paused.enabled and paused.to_json()["next_occurrence"] is None
+        assert (await set_enabled(store, "every5", False))[1] is False  # already paused
+        assert await due_at(T0 + 5 * 3600 + 7) == []  # five hours paused: nothing
+
+        resumed_at = T0 + 5 * 3600 + 100
+        resumed, changed = await set_enabled(store, "every5", True, clock=lambda: resumed_at)
+        assert changed and resumed.enabled and resumed.resumed_at == resumed_at
+        # The occurrence at T0 + 5 h fell while paused: not enqueued, unlike after downtime.
+        assert await due_at(resumed_at + 1) == []
+        assert await due_at(T0 + 5 * 3600 + 301) == [T0 + 5 * 3600 + 300]
+        assert (await get_schedule(store, "every5")).last_occurrence == T0 + 5 * 3600 + 300
+        assert (await queue.stats()).waiting == 2
+        assert (await set_enabled(store, "every5", True))[1] is False  # already running
+        with pytest.raises(NotFound, match="no schedule named 'ghost'"):
+            await set_enabled(store, "ghost", False)
+    finally:
         await queue.close()
