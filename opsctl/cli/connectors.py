@@ -399,7 +399,8 @@ def promote_cmd(
         typer.Option(
             "--connection",
             metavar="ID",
-            help="The authorised connection whose tokens run the check (oauth2 connectors).",
+            help="The authorised connection whose tokens run the check (oauth2 connectors;"
+            " default: the connector's only active connection).",
         ),
     ] = None,
     config: Annotated[

@@ -325,16 +325,31 @@ async def _check_conditions(
     usable = secret_ok
     if definition.auth.type == "oauth2":
         usable = False
-        if connection_id is None:
-            out.append(
-                Condition(
-                    "connection",
-                    "fail",
-                    "oauth2: the check needs an authorised connection: give --connection ID "
-                    f"(authorise one at GET /api/oauth/{definition.id}/authorize)",
+        chosen = ""
+        if connection_id is None:  # the connector's only active connection, when it has one
+            connections = await registry.connections(definition.id)
+            active = [c.id for c in connections if c.status == "active"]
+            if len(active) == 1:
+                connection_id, chosen = active[0], " (the connector's only active connection)"
+            elif active:
+                out.append(
+                    Condition(
+                        "connection",
+                        "fail",
+                        f"oauth2: {len(active)} active connections; give --connection ID, "
+                        f"one of {', '.join(active)}",
+                    )
                 )
-            )
-        else:
+            else:
+                out.append(
+                    Condition(
+                        "connection",
+                        "fail",
+                        "oauth2: the check needs an authorised connection: give --connection "
+                        f"ID (authorise one at GET /api/oauth/{definition.id}/authorize)",
+                    )
+                )
+        if connection_id is not None:
             try:
                 connection = await registry.require_connection(connection_id, definition.id)
             except OpsctlError as exc:
@@ -351,7 +366,9 @@ async def _check_conditions(
                     )
                 else:
                     usable = True
-                    out.append(Condition("connection", "pass", f"{connection_id} is active"))
+                    out.append(
+                        Condition("connection", "pass", f"{connection_id} is active{chosen}")
+                    )
                     if check.config is None:
                         config = connection.config
     elif connection_id is not None:

@@ -138,6 +138,53 @@ async def test_oauth_connector_promoted_with_a_connection_then_demoted(
     ]
 
 
+async def test_the_only_active_connection_runs_the_check_when_none_is_given(
+    opened: Opened, vendor: Vendor, http: aiohttp.ClientSession
+) -> None:
+    catalog = opened.catalog()
+    await register_client(
+        opened.registry,
+        opened.provider,
+        catalog.definitions["vendorco"],
+        who="alice",
+        client_id="client-123",
+        secret_ref="env:VENDOR_CLIENT_SECRET",
+    )
+    stale = await _connect(opened, vendor)
+    await opened.registry.set_connection_status(
+        stale, "needs_reauth", who="test", reason="refresh token revoked"
+    )
+    only = await _connect(opened, vendor)
+
+    async def promote_without_a_connection() -> Any:
+        return await promote(
+            catalog,
+            opened.registry,
+            opened.provider,
+            "vendorco",
+            who="alice",
+            check=_check(opened, http),
+        )
+
+    change = await promote_without_a_connection()
+    assert change.outcome == "changed", change.reasons
+    [connection] = [c for c in change.conditions if c.name == "connection"]
+    assert connection.status == "pass"
+    assert connection.reason == f"{only} is active (the connector's only active connection)"
+
+    # Two active connections: which one is the operator's to say.
+    await demote(catalog, opened.registry, "vendorco", who="alice")
+    second = await _connect(opened, vendor)
+    change = await promote_without_a_connection()
+    assert change.outcome == "refused"
+    [connection] = [c for c in change.conditions if c.name == "connection"]
+    assert connection.status == "fail"
+    head, _, listed = connection.reason.partition(", one of ")
+    assert head == "oauth2: 2 active connections; give --connection ID"
+    assert sorted(listed.split(", ")) == sorted([only, second])
+    assert stale not in connection.reason
+
+
 async def test_api_key_connector_check_uses_the_registered_key(
     opened: Opened, vendor: Vendor, http: aiohttp.ClientSession
 ) -> None:
