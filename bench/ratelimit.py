@@ -153,7 +153,7 @@ def windows_over(times: list[float]) -> dict[str, int]:
 
 
 async def _counters(settings: Any) -> dict[str, int]:
-    from opsctl.connectors.limiter import RedisState
+    from opsctl.connectors.limiter_state import RedisState
 
     state = await RedisState.open(settings)
     try:
@@ -300,7 +300,8 @@ async def latency(redis_url: str, calls: int) -> dict[str, Any]:
     import redis.asyncio as aioredis
 
     from opsctl.connectors.executor import RequestScope
-    from opsctl.connectors.limiter import RedisState, SharedLimiter
+    from opsctl.connectors.limiter import SharedLimiter
+    from opsctl.connectors.limiter_state import RedisState
     from opsctl.connectors.validator import validate_bytes
     from opsctl.settings import load_settings
 

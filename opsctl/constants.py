@@ -49,7 +49,7 @@ DRAIN_THRESHOLD_S = 60.0
 #   P:hb:<host:pid>       one process's heartbeat (expires)
 #   P:hb:index            zset host:pid → last beat, to list stale processes too
 #   P:hb:last             hash host:pid → its last heartbeat, so a stale one still shows its role
-#   P:rl:<connector>:<policy>:<scope>        one vendor budget (opsctl/connectors/limiter.py):
+#   P:rl:<connector>:<policy>:<scope>        one vendor budget (opsctl/connectors/limiter_state.py):
 #                         hash (bucket tokens, window counts) or zset lease → expiry (concurrency)
 #   P:rl:<connector>:<policy>:<scope>:pause  the budget's pause deadline after a vendor signal
 #   P:rl:<connector>:~:<connection>:pause    a connection's pause when no policy covered the call
@@ -64,7 +64,7 @@ RATE_LIMIT_KEY = "{prefix}:rl:{connector}:{policy}:{scope}"
 RATE_LIMIT_PAUSE_SUFFIX = ":pause"
 RATE_LIMIT_COUNTERS_KEY = "{prefix}:rl:counters"
 
-# The shared vendor rate limiter (opsctl/connectors/limiter.py)
+# The shared vendor rate limiter (opsctl/connectors/limiter.py and its limiter_*.py modules)
 RATE_LIMIT_LEASE_S = 60.0  # a concurrency lease lapses after this (past the request timeout)
 RATE_LIMIT_POLL_S = 0.05  # a full concurrency policy is asked again after at most this
 RATE_LIMIT_RELEASE_FLUSH_S = 0.005  # a lease given back rides the next acquire, or goes alone

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from opsctl.connectors.executor import RequestScope
-from opsctl.connectors.limiter import RedisState, SharedLimiter, SQLiteState
+from opsctl.connectors.limiter import SharedLimiter
+from opsctl.connectors.limiter_state import RedisState, SQLiteState
 from opsctl.connectors.model import Definition
 from opsctl.connectors.validator import validate_bytes
 from opsctl.settings import load_settings

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from opsctl.connectors.limiter import Budget, Charge, fleet_budget
+from opsctl.connectors.limiter_budget import Budget, Charge, fleet_budget
 from tests.limiter._support import admitted, definition, policy, scope
 from tests.limiter.conftest import OpenLimiter
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from opsctl.connectors.limiter import ietf_exhausted, vendor_pause
+from opsctl.connectors.limiter_signals import ietf_exhausted, vendor_pause
 from opsctl.connectors.model import RateLimitSignals
 from tests.limiter._spawn import run
 from tests.limiter._support import admitted, definition, policy, scope
