@@ -37,6 +37,7 @@ __all__ = [
     "describe_http_error",
     "judge_answer",
     "open_reader",
+    "read_queue_once",
     "run_gate",
 ]
 
@@ -215,6 +216,19 @@ def open_reader(settings: Settings) -> QueueReader:
 
         return RedisProbe.open(settings)
     return _AsyncReader(settings)
+
+
+def read_queue_once(settings: Settings) -> QueueSnapshot:
+    """One snapshot through the gate's reader, the gate's first step and all of ``opsctl
+    check queue``; a failure to connect is recorded in it, never raised."""
+    try:
+        reader = open_reader(settings)
+    except OpsctlError as exc:
+        return QueueSnapshot(settings.queue_backend, error=exc.message)
+    try:
+        return reader.snapshot()
+    finally:
+        reader.close()
 
 
 class _AsyncReader:

@@ -16,13 +16,11 @@ app = typer.Typer(help="Health checks that need no web daemon.", no_args_is_help
 @app.command("queue")
 def queue_cmd(as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False) -> None:
     """Check the queue backend, worker heartbeats and draining (exit 1 on fail)."""
-    import asyncio
-
-    from opsctl.health import read_queue
+    from opsctl.gate import read_queue_once  # the deploy gate reads the queue the same way
     from opsctl.verdict import queue_checks, worst
 
     settings = settings_from_env()
-    snapshot = asyncio.run(read_queue(settings))
+    snapshot = read_queue_once(settings)
     results = queue_checks(snapshot, drain_threshold_s=settings.drain_threshold_s)
     status = worst(r.status for r in results)
     if as_json:
