@@ -63,8 +63,8 @@ class RedisAddress:
         if self.scheme not in ("redis", "rediss", "unix"):
             raise ValueError(f"unknown scheme {self.scheme!r}")
         self.username = unquote(parts.username) if parts.username else None
-        self.password = unquote(parts.password) if parts.password is not None else None
-        if "password" in query:
+        self.password = unquote(parts.password) if parts.password else None  # "" is none
+        if query.get("password"):
             self.password = query["password"]
         self.path = unquote(parts.path) if self.scheme == "unix" else None
         self.host = parts.hostname or "localhost"

@@ -95,6 +95,34 @@ def test_an_address_is_read_the_way_redis_py_reads_it(url: str, expected: dict[s
     assert address.where == redact_url(url)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:6380/2",
+        "redis://",
+        "redis://:@h/0",
+        "redis://h/0?password=",
+        "redis://h:1/0?password=from%20query&db=4",
+        "redis://al%40ice:p%3Ass%2Fw@db.example:7000/1?db=5",
+        "rediss://user:pw@h:6390/3",
+        "unix://:pw@/run/r%20dis.sock?db=3",
+        "unix:///run/redis.sock",
+    ],
+)
+def test_an_address_agrees_with_redis_py(url: str) -> None:
+    from redis.connection import parse_url
+
+    theirs = parse_url(url)
+    ours = RedisAddress(url)
+    assert ours.username == theirs.get("username")
+    assert ours.password == theirs.get("password")
+    assert ours.db == theirs.get("db", 0)
+    if url.startswith("unix:"):
+        assert ours.path == theirs["path"]
+    else:
+        assert (ours.host, ours.port) == (theirs.get("host", "localhost"), theirs.get("port", 6379))
+
+
 def test_an_address_names_the_password_only_as_stars() -> None:
     address = RedisAddress("redis://user:hunter2@127.0.0.1:6379/0")
     assert address.where == "redis://user:***@127.0.0.1:6379/0"
