@@ -13,7 +13,7 @@ import socket
 import sys
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from opsctl._net import tcp_connect
 
@@ -21,6 +21,7 @@ HTTP_TIMEOUT_S = 5.0
 MAX_BODY = 1 << 20
 _MAX_HEAD = 64 * 1024
 _HEX_DIGITS = b"0123456789abcdefABCDEF"
+_SAFE = "/?&=%:@!$'()*+,;~-._"  # what a request target keeps as it is (RFC 3986)
 _USER_AGENT = "opsctl-deploy-gate"
 
 
@@ -52,6 +53,15 @@ def http_get(
     tls = parts.scheme == "https"
     port = parts.port or (443 if tls else 80)
     deadline = time.monotonic() + timeout_s
+    # Spaces or other characters a request line cannot carry are percent-encoded.
+    target = quote((parts.path or "/") + (f"?{parts.query}" if parts.query else ""), _SAFE)
+    authority = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        authority += f":{port}"
+    lines = [f"GET {target} HTTP/1.1", f"Host: {authority}", f"User-Agent: {_USER_AGENT}"]
+    lines += ["Accept: application/json", "Accept-Encoding: identity", "Connection: close"]
+    lines += [f"{name}: {_header_value(name, value)}" for name, value in headers.items()]
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     sock = tcp_connect(host, port, timeout_s)
     try:
         if tls:
@@ -59,19 +69,19 @@ def http_get(
 
             _remaining(sock, deadline)  # the handshake, too, within the whole exchange's time
             sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        authority = f"[{host}]" if ":" in host else host
-        if parts.port is not None:
-            authority += f":{port}"
-        lines = [f"GET {target} HTTP/1.1", f"Host: {authority}", f"User-Agent: {_USER_AGENT}"]
-        lines += ["Accept: application/json", "Accept-Encoding: identity", "Connection: close"]
-        lines += [f"{name}: {value}" for name, value in headers.items()]
-        request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         _remaining(sock, deadline)
         sock.sendall(request)
         return _Reader(sock, deadline).response(max_body)
     finally:
         sock.close()
+
+
+def _header_value(name: str, value: str) -> str:
+    """The value, when HTTP can carry it; a ValueError naming the header (never the value,
+    which may be a token) when a line break or a character past Latin-1 is in it."""
+    if not value.isprintable() or not all(ord(c) < 256 for c in value):
+        raise ValueError(f"the {name} header has a character HTTP cannot carry")
+    return value
 
 
 def _remaining(sock: socket.socket, deadline: float) -> None:

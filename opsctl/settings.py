@@ -238,6 +238,12 @@ def _parse(src: Mapping[str, str], base: Path) -> Settings:
         )
 
     token = get("OPSCTL_API_TOKEN")
+    if token and not token.isprintable():  # the value is a secret: never shown
+        raise ConfigError(
+            "OPSCTL_API_TOKEN contains a control character (a line break?), which no HTTP "
+            "header can carry",
+            hint="generate one with: openssl rand -hex 32",
+        )
     if env == "production" and not token:
         raise ConfigError(
             "OPSCTL_API_TOKEN must be set when OPSCTL_ENV=production",

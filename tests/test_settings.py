@@ -95,6 +95,8 @@ def test_env_file_problems(tmp_path: Path) -> None:
         ({"PORT": "-1"}, "PORT must be a whole number"),
         ({"OPSCTL_ENV": "staging"}, "OPSCTL_ENV must be 'development' or 'production'"),
         ({"OPSCTL_ENV": "production"}, "OPSCTL_API_TOKEN must be set when OPSCTL_ENV=production"),
+        ({"OPSCTL_API_TOKEN": "tok\nen-s3cret"}, "OPSCTL_API_TOKEN contains a control character"),
+        ({"OPSCTL_API_TOKEN": "tok\ten"}, "OPSCTL_API_TOKEN contains a control character"),
         ({"QUEUE_REDIS_URL": "http://localhost:6379"}, "QUEUE_REDIS_URL has unknown scheme 'http'"),
         ({"QUEUE_REDIS_URL": "redis://localhost:6379/zero"}, "it must be a number"),
         ({"QUEUE_REDIS_URL": "redis://:6379/0"}, "names no host"),
@@ -178,3 +180,9 @@ def test_job_modules_are_a_comma_list(tmp_path: Path) -> None:
     s = load_settings({"OPSCTL_JOB_MODULES": " kindmod_good, ,x.y "}, cwd=tmp_path)
     assert s.job_modules == ("kindmod_good", "x.y")
     assert load_settings({}, cwd=tmp_path).job_modules == ()
+
+
+def test_a_token_with_a_line_break_is_refused_without_showing_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({"OPSCTL_API_TOKEN": "abc\r\nX-Injected: s3cret"}, cwd=tmp_path)
+    assert "s3cret" not in str(info.value) and "abc" not in str(info.value)

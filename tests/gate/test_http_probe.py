@@ -129,6 +129,35 @@ async def test_reads_a_json_answer_and_sends_the_expected_request(stand_in: Stan
     assert request.headers["X-Request-Id"] == "gate-1"
 
 
+async def test_a_space_in_the_url_is_percent_encoded(stand_in: StandIn) -> None:
+    seen: list[str] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        seen.append(request.raw_path)
+        return web.Response(text="ok")
+
+    base = await stand_in(handler)
+    assert (await get(f"{base}/release 2/api?x=a b&y=%2F")).status == 200
+    assert seen == ["/release%202/api?x=a%20b&y=%2F"]
+
+
+@pytest.mark.parametrize("value", ["Bearer a\r\nX-Injected: yes", "Bearer a\nb", "Bearer \u2603"])
+async def test_a_header_http_cannot_carry_is_refused_without_its_value(
+    stand_in: StandIn, value: str
+) -> None:
+    seen: list[str] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        seen.append(request.raw_path)
+        return web.Response(text="ok")
+
+    base = await stand_in(handler)
+    with pytest.raises(ValueError) as caught:
+        await asyncio.to_thread(http_get, base, {"Authorization": value}, 2.0)
+    assert str(caught.value) == "the Authorization header has a character HTTP cannot carry"
+    assert seen == []  # nothing was sent
+
+
 async def test_root_path_when_the_url_has_none(stand_in: StandIn) -> None:
     seen: list[str] = []
 
