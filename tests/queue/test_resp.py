@@ -4,7 +4,6 @@ password, an ACL user, a Unix socket or TLS, and local peers that do not speak R
 from __future__ import annotations
 
 import contextlib
-import datetime
 import os
 import socket
 import ssl
@@ -16,10 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from opsctl.queue.resp import (
     ProtocolError,
@@ -30,7 +25,7 @@ from opsctl.queue.resp import (
     encode,
 )
 from opsctl.settings import redact_url
-from tests._support import PrivateRedis, free_port
+from tests._support import PrivateRedis, free_port, write_self_signed
 
 PASSWORD = "s3cret"
 ACL_USER, ACL_PASSWORD = "gate", "g4te-pass"
@@ -383,34 +378,6 @@ class TlsRedis:
     port: int
     cert: Path
     """The server's self-signed certificate, valid for the name ``localhost`` only."""
-
-
-def write_self_signed(workdir: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = workdir / "cert.pem", workdir / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file
 
 
 @pytest.fixture(scope="module")
