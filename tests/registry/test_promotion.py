@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from opsctl.connectors.clients import register_client
+from opsctl.connectors.loader import Catalog
 from opsctl.connectors.oauth import TokenSet
 from opsctl.connectors.overview import load_views
 from opsctl.connectors.promotion import CheckContext, demote, promote
@@ -35,6 +36,20 @@ async def _connect(opened: Opened, vendor: Vendor, **token_changes: object) -> s
     async with opened.credentials() as credentials:
         await credentials.store_token(connection.id, token, if_version=0)
     return connection.id
+
+
+async def _with_oauth_client(opened: Opened) -> Catalog:
+    """The catalog, after alice registered vendorco's OAuth client (its secret resolves)."""
+    catalog = opened.catalog()
+    await register_client(
+        opened.registry,
+        opened.provider,
+        catalog.definitions["vendorco"],
+        who="alice",
+        client_id="client-123",
+        secret_ref="env:VENDOR_CLIENT_SECRET",
+    )
+    return catalog
 
 
 def _check(opened: Opened, http: aiohttp.ClientSession, **kw: Any) -> CheckContext:
@@ -97,15 +112,7 @@ async def test_refusal_lists_every_unmet_condition(
 async def test_oauth_connector_promoted_with_a_connection_then_demoted(
     opened: Opened, vendor: Vendor, http: aiohttp.ClientSession
 ) -> None:
-    catalog = opened.catalog()
-    await register_client(
-        opened.registry,
-        opened.provider,
-        catalog.definitions["vendorco"],
-        who="alice",
-        client_id="client-123",
-        secret_ref="env:VENDOR_CLIENT_SECRET",
-    )
+    catalog = await _with_oauth_client(opened)
     connection_id = await _connect(opened, vendor)
     change = await promote(
         catalog,
@@ -141,15 +148,7 @@ async def test_oauth_connector_promoted_with_a_connection_then_demoted(
 async def test_the_only_active_connection_runs_the_check_when_none_is_given(
     opened: Opened, vendor: Vendor, http: aiohttp.ClientSession
 ) -> None:
-    catalog = opened.catalog()
-    await register_client(
-        opened.registry,
-        opened.provider,
-        catalog.definitions["vendorco"],
-        who="alice",
-        client_id="client-123",
-        secret_ref="env:VENDOR_CLIENT_SECRET",
-    )
+    catalog = await _with_oauth_client(opened)
     stale = await _connect(opened, vendor)
     await opened.registry.set_connection_status(
         stale, "needs_reauth", who="test", reason="refresh token revoked"
