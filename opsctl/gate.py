@@ -15,29 +15,23 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from opsctl.constants import HEARTBEAT_PATH, PRODUCTION_READY_PATH, READINESS_PATH
 from opsctl.errors import OpsctlError, UsageError
 from opsctl.http_probe import HTTP_TIMEOUT_S, HttpAnswer, describe_http_error, http_get
-from opsctl.verdict import CheckResult, QueueSnapshot, Status, queue_checks, worst
+from opsctl.queue.reader import QueueReader, open_reader
+from opsctl.verdict import CheckResult, QueueSnapshot, Status, checks_json, queue_checks, worst
 
 if TYPE_CHECKING:
-    from opsctl.queue.base import JobInfo, NewJob
     from opsctl.settings import Settings
 
 __all__ = [
-    "HTTP_TIMEOUT_S",
     "GateOptions",
     "GateReport",
-    "HttpAnswer",
-    "QueueReader",
     "check_endpoint",
-    "describe_http_error",
     "judge_answer",
-    "open_reader",
-    "read_queue_once",
     "run_gate",
 ]
 
@@ -67,16 +61,7 @@ class GateReport:
             "rounds": self.rounds,
             "elapsedSeconds": round(self.elapsed_s, 3),
             "timedOut": self.timed_out,
-            "checks": [
-                {
-                    "name": c.name,
-                    "status": c.status,
-                    "reason": c.reason,
-                    "observed": c.observed,
-                    "unit": c.unit,
-                }
-                for c in self.checks
-            ],
+            "checks": checks_json(self.checks),
             "canary": self.canary,
         }
 
@@ -193,76 +178,7 @@ def _judge(body: Any, shape: str) -> tuple[Status | None, list[str]]:
     return value, reasons
 
 
-# --- the queue ---------------------------------------------------------------------------
-
-
-class QueueReader(Protocol):
-    """What the gate needs of the queue: one snapshot a round, and a canary."""
-
-    def snapshot(self) -> QueueSnapshot: ...
-
-    def enqueue(self, job: NewJob) -> str: ...
-
-    def get(self, job_id: str) -> JobInfo | None: ...
-
-    def close(self) -> None: ...
-
-
-def open_reader(settings: Settings) -> QueueReader:
-    """Redis through the small synchronous client (no redis-py, no asyncio: the gate starts
-    fast); the embedded SQLite queue through its asyncio backend. Raises OpsctlError."""
-    if settings.queue_backend == "redis":
-        from opsctl.queue.redis_probe import RedisProbe
-
-        return RedisProbe.open(settings)
-    return _AsyncReader(settings)
-
-
-def read_queue_once(settings: Settings) -> QueueSnapshot:
-    """One snapshot through the gate's reader, the gate's first step and all of ``opsctl
-    check queue``; a failure to connect is recorded in it, never raised."""
-    try:
-        reader = open_reader(settings)
-    except OpsctlError as exc:
-        return QueueSnapshot(settings.queue_backend, error=exc.message)
-    try:
-        return reader.snapshot()
-    finally:
-        reader.close()
-
-
-class _AsyncReader:
-    """A queue backend of :mod:`opsctl.queue` driven from synchronous code on its own loop."""
-
-    def __init__(self, settings: Settings):
-        import asyncio
-
-        from opsctl.queue import connect_queue
-
-        self._settings = settings
-        self._runner = asyncio.Runner()
-        try:
-            self._queue = self._runner.run(connect_queue(settings))
-        except BaseException:
-            self._runner.close()
-            raise
-
-    def snapshot(self) -> QueueSnapshot:
-        from opsctl.health import snapshot_queue
-
-        return self._runner.run(snapshot_queue(self._queue, self._settings))
-
-    def enqueue(self, job: NewJob) -> str:
-        return self._runner.run(self._queue.enqueue(job))
-
-    def get(self, job_id: str) -> JobInfo | None:
-        return self._runner.run(self._queue.get(job_id))
-
-    def close(self) -> None:
-        try:
-            self._runner.run(self._queue.close())
-        finally:
-            self._runner.close()
+# --- the canary ---------------------------------------------------------------------------
 
 
 def run_canary(queue: QueueReader, deadline: float) -> tuple[CheckResult, dict[str, Any]]:

@@ -163,20 +163,6 @@ async def _rate_limits(queue: QueueBackend, settings: Settings) -> dict[str, Any
     return {"connectors": {name: c.to_json() for name, c in counters.items()}}
 
 
-async def read_queue(settings: Settings, *, ttl_s: float = HEARTBEAT_TTL_S) -> QueueSnapshot:
-    """Connect to the queue the settings name, take one snapshot, close; failures recorded."""
-    from opsctl.queue import connect_queue
-
-    try:
-        queue = await connect_queue(settings)
-    except OpsctlError as exc:
-        return QueueSnapshot(settings.queue_backend, error=exc.message)
-    try:
-        return await snapshot_queue(queue, settings, ttl_s=ttl_s)
-    finally:
-        await queue.close()
-
-
 async def check_secrets(provider: SecretProvider | None) -> CheckResult:
     """The secret provider answers (one round trip; for aws a cheap Secrets Manager call)."""
     if provider is None:

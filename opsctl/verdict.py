@@ -8,7 +8,7 @@ deploy gate judge a queue the same way, and the gate does it without importing a
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -246,3 +246,17 @@ def production_requirements(settings: Settings, results: list[CheckResult]) -> l
             )
         out.append(result)
     return out
+
+
+def checks_json(results: Sequence[CheckResult]) -> list[dict[str, Any]]:
+    """The checks as ``opsctl check queue --json`` and ``opsctl deploy-gate --json`` print them."""
+    return [
+        {
+            "name": r.name,
+            "status": r.status,
+            "reason": r.reason,
+            "observed": r.observed,
+            "unit": r.unit,
+        }
+        for r in results
+    ]

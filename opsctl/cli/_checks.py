@@ -28,16 +28,3 @@ def render_checks(results: Sequence[CheckResult], stream: TextIO | None = None) 
             observed = f"  [{r.observed} {r.unit}]"
         out.write(f"{r.name:<{width}}  {paint(r.status, out)}  {r.reason}{observed}\n")
     out.flush()
-
-
-def checks_json(results: Sequence[CheckResult]) -> list[dict[str, object]]:
-    return [
-        {
-            "name": r.name,
-            "status": r.status,
-            "reason": r.reason,
-            "observed": r.observed,
-            "unit": r.unit,
-        }
-        for r in results
-    ]

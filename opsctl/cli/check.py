@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from opsctl.cli._checks import checks_json, paint, render_checks
+from opsctl.cli._checks import paint, render_checks
 from opsctl.cli._common import JSON_HELP, print_json, settings_from_env
 
 app = typer.Typer(help="Health checks that need no web daemon.", no_args_is_help=True)
@@ -16,8 +16,8 @@ app = typer.Typer(help="Health checks that need no web daemon.", no_args_is_help
 @app.command("queue")
 def queue_cmd(as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False) -> None:
     """Check the queue backend, worker heartbeats and draining (exit 1 on fail)."""
-    from opsctl.gate import read_queue_once  # the deploy gate reads the queue the same way
-    from opsctl.verdict import queue_checks, worst
+    from opsctl.queue.reader import read_queue_once  # as the deploy gate reads it
+    from opsctl.verdict import checks_json, queue_checks, worst
 
     settings = settings_from_env()
     snapshot = read_queue_once(settings)

@@ -27,14 +27,12 @@ def status_cmd(as_json: JsonFlag = False) -> None:
     Below them, the queue and every process heartbeat (workers on other machines too).
     Exits 1 when no `opsctl up` runs for this data directory.
     """
-    import asyncio
-
-    from opsctl.health import read_queue
+    from opsctl.queue.reader import read_queue_once
     from opsctl.supervisor.control import SupervisorNotRunning, socket_path, status
 
     settings = settings_from_env()
     path = socket_path(settings.data_dir)
-    snapshot = asyncio.run(read_queue(settings))
+    snapshot = read_queue_once(settings)
     try:
         about, infos = status(path)
     except SupervisorNotRunning:

@@ -39,7 +39,6 @@ from opsctl.queue._redis_codec import (
     JSON,
     WAKE_CAP,
     QueueKeys,
-    check_positive,
     dump,
     encode_job,
     job_info,
@@ -58,6 +57,7 @@ from opsctl.queue.base import (
     JobInfo,
     NewJob,
     QueueStats,
+    check_positive,
 )
 from opsctl.settings import Settings, redact_url
 

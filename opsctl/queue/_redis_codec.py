@@ -98,11 +98,6 @@ def dump(value: Any, what: str) -> str:
         raise QueueError(f"{what} is not JSON-serialisable: {exc}") from None
 
 
-def check_positive(name: str, value: float) -> None:
-    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-        raise QueueError(f"{name} must be a positive number, got {value!r}")
-
-
 def check_text(value: str, what: str) -> None:
     """Key parts must be text Redis can hold: a lone surrogate has no UTF-8 form."""
     try:

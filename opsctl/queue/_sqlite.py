@@ -43,6 +43,7 @@ from opsctl.queue.base import (
     JobInfo,
     NewJob,
     QueueStats,
+    check_positive,
     new_job_id,
 )
 
@@ -261,11 +262,6 @@ def _load(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-def _check_positive(name: str, value: float) -> None:
-    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-        raise QueueError(f"{name} must be a positive number, got {value!r}")
-
-
 def _check_time(name: str, value: float) -> None:
     if not (isinstance(value, int | float) and math.isfinite(value)):
         raise QueueError(f"{name} must be a finite time, got {value!r}")
@@ -479,7 +475,7 @@ class SQLiteQueue:
         ready, poll (1 ms, backing off to 50 ms) up to ``wait_s`` for the first."""
         if not isinstance(count, int) or count <= 0:
             raise QueueError(f"reserve needs a count of at least 1, got {count!r}")
-        _check_positive("lease_s", lease_s)
+        check_positive("lease_s", lease_s)
         if not (math.isfinite(wait_s) and wait_s >= 0):
             raise QueueError(f"wait_s must be zero or more seconds, got {wait_s!r}")
         give_up = time.monotonic() + wait_s
@@ -550,7 +546,7 @@ class SQLiteQueue:
 
     async def renew(self, jobs: Sequence[Job], *, lease_s: float) -> list[str]:
         """Extend every lease in one transaction; return the ids whose lease was lost."""
-        _check_positive("lease_s", lease_s)
+        check_positive("lease_s", lease_s)
         if not jobs:
             return []
         return await self._call(self._renew, list(jobs), lease_s)
@@ -662,7 +658,7 @@ class SQLiteQueue:
     async def promote_due(self, limit: int = 1000) -> int:
         """Move delayed jobs whose time has come to ready, oldest due first; also forget
         results older than the result TTL and expired idempotency keys."""
-        _check_positive("limit", limit)
+        check_positive("limit", limit)
         return await self._call(self._promote_due, limit)
 
     def _promote_due(self, limit: int) -> int:
@@ -689,7 +685,7 @@ class SQLiteQueue:
     async def requeue_expired(self, limit: int = 1000) -> int:
         """Put jobs whose lease lapsed back at the front of ready (or dead past the limit);
         the lapsed run counts. Returns how many moved."""
-        _check_positive("limit", limit)
+        check_positive("limit", limit)
         return await self._call(self._requeue_expired, limit)
 
     def _requeue_expired(self, limit: int) -> int:
@@ -767,7 +763,7 @@ class SQLiteQueue:
 
     async def dead(self, limit: int = 100) -> list[JobInfo]:
         """Dead-lettered jobs, newest first."""
-        _check_positive("limit", limit)
+        check_positive("limit", limit)
         return await self._call(self._dead, limit)
 
     def _dead(self, limit: int) -> list[JobInfo]:
@@ -823,7 +819,7 @@ class SQLiteQueue:
 
     async def beat(self, heartbeat: Heartbeat, *, ttl_s: float) -> None:
         """Write this process's heartbeat under its own row, live for ``ttl_s``."""
-        _check_positive("ttl_s", ttl_s)
+        check_positive("ttl_s", ttl_s)
         if not heartbeat.id:
             raise QueueError(f"a heartbeat needs a process id like host:pid, got {heartbeat.id!r}")
         body = _dump(asdict(heartbeat), f"the heartbeat of {heartbeat.id}")
@@ -849,7 +845,7 @@ class SQLiteQueue:
     async def heartbeats(self, *, ttl_s: float) -> list[HeartbeatView]:
         """Every process seen in the last hour: live while its own TTL runs and its last beat
         is younger than ``ttl_s``, stale after."""
-        _check_positive("ttl_s", ttl_s)
+        check_positive("ttl_s", ttl_s)
         return await self._call(self._heartbeats, ttl_s)
 
     def _heartbeats(self, ttl_s: float) -> list[HeartbeatView]:

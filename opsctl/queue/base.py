@@ -12,13 +12,22 @@ counting the run, so a job that must wait (a vendor's rate limit) is never dead-
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from opsctl.errors import QueueError
+
 JobStatus = Literal["ready", "delayed", "active", "done", "dead"]
 FailOutcome = Literal["retry", "dead", "stale"]
 DeferOutcome = Literal["deferred", "stale"]
+
+
+def check_positive(name: str, value: float) -> None:
+    """A limit, lease or TTL given to a backend: a finite number above zero, else QueueError."""
+    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+        raise QueueError(f"{name} must be a positive number, got {value!r}")
 
 
 def new_job_id() -> str:

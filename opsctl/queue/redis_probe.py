@@ -17,7 +17,6 @@ from opsctl.queue._redis_codec import (
     JSON,
     WAKE_CAP,
     QueueKeys,
-    check_positive,
     check_text,
     encode_job,
     job_info,
@@ -25,7 +24,7 @@ from opsctl.queue._redis_codec import (
     parse_heartbeats,
     parse_stats,
 )
-from opsctl.queue.base import JobInfo, NewJob
+from opsctl.queue.base import JobInfo, NewJob, check_positive
 from opsctl.queue.resp import RespConnection, RespError, describe_failure
 from opsctl.settings import Settings, redact_url
 from opsctl.verdict import QueueSnapshot

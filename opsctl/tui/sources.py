@@ -20,8 +20,9 @@ from redis.exceptions import RedisError
 
 from opsctl.constants import HEARTBEAT_PATH, PRODUCTION_READY_PATH, READINESS_PATH
 from opsctl.errors import OpsctlError
-from opsctl.gate import HTTP_TIMEOUT_S, HttpAnswer, check_endpoint, describe_http_error
+from opsctl.gate import check_endpoint
 from opsctl.health import snapshot_queue
+from opsctl.http_probe import HTTP_TIMEOUT_S, HttpAnswer, describe_http_error
 from opsctl.queue import QueueBackend, connect_queue
 from opsctl.settings import Settings
 from opsctl.supervisor import control

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from opsctl.health import read_queue, snapshot_queue
+from opsctl.health import snapshot_queue
 from opsctl.queue import Heartbeat, NewJob, QueueBackend
+from opsctl.queue.reader import read_queue_once
 from opsctl.settings import Settings
 from opsctl.verdict import CheckResult, heartbeat_body, queue_checks, worst
 from tests._support import free_port
@@ -93,9 +94,9 @@ async def test_dead_letters_warn(queue: QueueBackend, queue_settings: Settings) 
     assert worst(r.status for r in results) == "warn"
 
 
-async def test_unreachable_redis_fails_naming_the_address(make_settings: SettingsFactory) -> None:
+def test_unreachable_redis_fails_naming_the_address(make_settings: SettingsFactory) -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
-    snapshot = await read_queue(make_settings(QUEUE_REDIS_URL=url))
+    snapshot = read_queue_once(make_settings(QUEUE_REDIS_URL=url))
     assert snapshot.stats is None
     [only] = queue_checks(snapshot, drain_threshold_s=60)
     assert only.name == "queue" and only.status == "fail"
