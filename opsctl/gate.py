@@ -75,7 +75,12 @@ class GateOptions:
     token: str | None = field(default=None, repr=False)
 
     def validate(self) -> None:
-        parts = urlsplit(self.url)
+        if any(c.isspace() or not c.isprintable() for c in self.url):
+            raise UsageError(f"--url has a space or control character in it: {self.url!r}")
+        try:
+            parts = urlsplit(self.url)
+        except ValueError as exc:  # an unclosed [ of an IPv6 address
+            raise UsageError(f"--url is malformed ({exc}): {self.url!r}") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UsageError(f"--url must be an http(s) URL, got {self.url!r}")
         try:

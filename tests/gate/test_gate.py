@@ -269,6 +269,9 @@ async def test_a_503_pass_body_is_still_a_fail(
     [
         (["--url", "ftp://example"], "--url must be an http(s) URL"),
         (["--url", "http://127.0.0.1:notaport"], "--url has a malformed port"),
+        (["--url", "http://[::1"], "--url is malformed (Invalid IPv6 URL)"),
+        (["--url", "http://exa mple.com"], "--url has a space or control character"),
+        (["--url", "http://h/a\tb"], "--url has a space or control character"),
         (["--timeout", "0"], "--timeout"),
         (["--timeout", "abc"], "--timeout"),
         (["--interval", "-1"], "--interval"),
