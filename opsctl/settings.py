@@ -433,6 +433,13 @@ def _redis_url(src: Mapping[str, str]) -> str | None:
             raise ConfigError(
                 f"QUEUE_REDIS_URL {redact_url(url)!r} has database {db!r}; it must be a number"
             )
+        for pair in parts.query.split("&"):
+            name, _, value = pair.partition("=")
+            if name == "db" and not (value.isascii() and value.isdigit()):
+                raise ConfigError(
+                    f"QUEUE_REDIS_URL {redact_url(url)!r} has database {value!r} in its query; "
+                    "it must be a number"
+                )
         return url
     host = getter("QUEUE_REDIS_HOST")
     if not host:

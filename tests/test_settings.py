@@ -95,6 +95,8 @@ def test_env_file_problems(tmp_path: Path) -> None:
         ({"PORT": "-1"}, "PORT must be a whole number"),
         ({"OPSCTL_ENV": "staging"}, "OPSCTL_ENV must be 'development' or 'production'"),
         ({"OPSCTL_ENV": "production"}, "OPSCTL_API_TOKEN must be set when OPSCTL_ENV=production"),
+        ({"QUEUE_REDIS_URL": "redis://h:6379/0?db=abc"}, "has database 'abc' in its query"),
+        ({"QUEUE_REDIS_URL": "unix:///r.sock?db="}, "has database '' in its query"),
         ({"OPSCTL_API_TOKEN": "tok\nen-s3cret"}, "OPSCTL_API_TOKEN contains a control character"),
         ({"OPSCTL_API_TOKEN": "tok\ten"}, "OPSCTL_API_TOKEN contains a control character"),
         ({"QUEUE_REDIS_URL": "http://localhost:6379"}, "QUEUE_REDIS_URL has unknown scheme 'http'"),
