@@ -14,10 +14,10 @@ import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from opsctl._record import Record, field
 from opsctl.constants import HEARTBEAT_PATH, PRODUCTION_READY_PATH, READINESS_PATH
 from opsctl.errors import OpsctlError, UsageError
 from opsctl.http_probe import HTTP_TIMEOUT_S, HttpAnswer, describe_http_error, http_get
@@ -42,8 +42,7 @@ Fetch = Callable[[str, dict[str, str], float], HttpAnswer]
 AsyncFetch = Callable[[str, dict[str, str], float], Awaitable[HttpAnswer]]
 
 
-@dataclass
-class GateReport:
+class GateReport(Record):
     """What the gate saw in its last round, and how it ended."""
 
     status: Status

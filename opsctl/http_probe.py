@@ -12,10 +12,10 @@ from __future__ import annotations
 import socket
 import sys
 import time
-from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
 from opsctl._net import tcp_connect
+from opsctl._record import Record
 
 HTTP_TIMEOUT_S = 5.0
 MAX_BODY = 1 << 20
@@ -29,8 +29,7 @@ class HttpProtocolError(OSError):
     """What came back is not an HTTP/1.x response (or it broke off mid-way)."""
 
 
-@dataclass(frozen=True)
-class HttpAnswer:
+class HttpAnswer(Record):
     """Status, content type and body (at most ``max_body`` bytes) of one response."""
 
     status: int

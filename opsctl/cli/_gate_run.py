@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from opsctl._record import Record
 
 if TYPE_CHECKING:
     from opsctl.settings import Settings
@@ -23,8 +24,7 @@ INTERVAL_S = 2.0
 INTERVAL_RANGE = (0.05, 600.0)
 
 
-@dataclass(frozen=True)
-class GateArgs:
+class GateArgs(Record):
     """The options of ``opsctl deploy-gate``."""
 
     url: str | None = None

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from opsctl._record import Record, field
 from opsctl.errors import QueueError
 
 JobStatus = Literal["ready", "delayed", "active", "done", "dead"]
@@ -36,8 +36,7 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
-@dataclass(frozen=True)
-class NewJob:
+class NewJob(Record):
     """A job to enqueue. ``payload`` must be JSON-serialisable."""
 
     kind: str
@@ -50,8 +49,7 @@ class NewJob:
     """An explicit id; enqueueing an id that exists returns it without a second job."""
 
 
-@dataclass(frozen=True)
-class Job:
+class Job(Record):
     """A reserved job, as a worker holds it."""
 
     id: str
@@ -68,8 +66,7 @@ class Job:
     lease_until: float
 
 
-@dataclass(frozen=True)
-class JobInfo:
+class JobInfo(Record):
     """A job as ``get`` and ``dead`` show it."""
 
     id: str
@@ -91,8 +88,7 @@ class JobInfo:
     """Why the latest ``defer`` put the job off (kept apart from failures' ``last_error``)."""
 
 
-@dataclass(frozen=True)
-class QueueStats:
+class QueueStats(Record):
     backend: Literal["redis", "sqlite"]
     waiting: int
     delayed: int
@@ -103,8 +99,7 @@ class QueueStats:
     completed_last_minute: int
 
 
-@dataclass(frozen=True)
-class Heartbeat:
+class Heartbeat(Record):
     """What a process says about itself; written under its own key with a short TTL."""
 
     id: str
@@ -117,8 +112,7 @@ class Heartbeat:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class HeartbeatView:
+class HeartbeatView(Record):
     """A heartbeat as a reader sees it."""
 
     heartbeat: Heartbeat

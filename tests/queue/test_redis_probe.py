@@ -7,11 +7,11 @@ import asyncio
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import replace
 
 import pytest
 import redis
 
+from opsctl._record import replace
 from opsctl.errors import QueueError, QueueUnavailable
 from opsctl.queue._redis import RedisQueue
 from opsctl.queue.base import Heartbeat, HeartbeatView, NewJob, QueueStats
