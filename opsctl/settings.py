@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
+from opsctl._record import Record, field, replace
 from opsctl.constants import DRAIN_THRESHOLD_S, JOB_MODULES_ENV, KEY_MAX_AGE_DAYS
 from opsctl.errors import ConfigError
 
@@ -25,12 +25,14 @@ LogFormat = Literal["auto", "json", "text"]
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
-_REFERENCE = re.compile(r"^(?:env|file|aws):\S")  # a value meant as a secret reference
-_ENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
+# Patterns, not compiled objects: re compiles (and caches) one when it is first used, so a
+# start-up that never reads a .env file or a secret reference does not pay for them.
+_REFERENCE = r"(?:env|file|aws):\S"  # a value meant as a secret reference
+_ENV_LINE = r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*"
+_PREFIX_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-")
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(Record):
     """Everything a process needs to know about its environment (DESIGN.md §2)."""
 
     env: Env = "development"
@@ -104,11 +106,11 @@ class Settings:
 
     def with_overrides(self, **changes: object) -> Settings:
         """A copy with some fields changed (command-line options win over the environment)."""
-        return replace(self, **changes)  # type: ignore[arg-type]
+        return replace(self, **changes)
 
 
-_PASSWORD_IN_URL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@]*):.*@")  # greedy: hide all
-_PASSWORD_IN_QUERY = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)  # redis-py reads it too
+_PASSWORD_IN_URL = r"^([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@]*):.*@"  # greedy: hide all
+_PASSWORD_IN_QUERY = r"(?i)([?&]password=)[^&#]*"  # redis-py reads it too
 
 
 def redact_url(url: str | None) -> str:
@@ -116,7 +118,7 @@ def redact_url(url: str | None) -> str:
     safe for logs and error messages."""
     if not url:
         return ""
-    return _PASSWORD_IN_QUERY.sub(r"\1***", _PASSWORD_IN_URL.sub(r"\1:***@", url))
+    return re.sub(_PASSWORD_IN_QUERY, r"\1***", re.sub(_PASSWORD_IN_URL, r"\1:***@", url))
 
 
 def sqlite_path_from_url(url: str) -> Path:
@@ -155,7 +157,7 @@ def read_env_file(path: Path) -> dict[str, str]:
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        match = _ENV_LINE.match(line)
+        match = re.fullmatch(_ENV_LINE, line)
         if match is None:
             raise ConfigError(
                 f"{path}:{number}: cannot parse {line.strip()[:60]!r}",
@@ -266,7 +268,7 @@ def _parse(src: Mapping[str, str], base: Path) -> Settings:
         raise ConfigError(f"OPSCTL_LOG_FORMAT must be 'auto', 'json' or 'text', got {log_format!r}")
 
     prefix = get("OPSCTL_REDIS_PREFIX") or "opsctl"
-    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", prefix):
+    if not (len(prefix) <= 64 and _PREFIX_CHARS.issuperset(prefix)):
         raise ConfigError(
             f"OPSCTL_REDIS_PREFIX must be 1-64 letters, digits or '_.:-', got {prefix!r}"
         )
@@ -384,7 +386,7 @@ def _secrets(
         "secrets_manager_endpoint_url": endpoint,
         "secrets_cache_ttl_s": ttl,
         "api_token_ref": (
-            reference("OPSCTL_API_TOKEN", token) if token and _REFERENCE.match(token) else None
+            reference("OPSCTL_API_TOKEN", token) if token and re.match(_REFERENCE, token) else None
         ),
         "secret_refs": refs,
     }
