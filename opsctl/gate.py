@@ -65,8 +65,7 @@ class GateReport(Record):
         }
 
 
-@dataclass
-class GateOptions:
+class GateOptions(Record):
     url: str
     timeout_s: float = 120.0
     interval_s: float = 2.0
@@ -291,15 +290,14 @@ def run_gate(
     try:
         while True:
             rounds += 1
+            # First, so the web daemon works on its answers while this thread reads the queue.
+            endpoints = _endpoints_in_background(probes, fetch=fetch, token=options.token)
             snapshot: QueueSnapshot | None = None
             if queue is None:
                 try:
                     queue = reader(settings)
                 except OpsctlError as exc:
                     snapshot = QueueSnapshot(settings.queue_backend, error=exc.message)
-            # Started once the reader's modules are imported: an import holds the GIL, which
-            # would keep the threads from reading their answers.
-            endpoints = _endpoints_in_background(probes, fetch=fetch, token=options.token)
             if queue is not None:
                 snapshot = queue.snapshot()
             assert snapshot is not None  # the reader's, or why there is no reader
