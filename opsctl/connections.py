@@ -6,10 +6,10 @@ import asyncio
 import time
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.retry import Retry
 
 from opsctl.errors import QueueUnavailable
 from opsctl.queue.resp import describe_failure
