@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from collections.abc import Callable
 from typing import NoReturn
@@ -18,15 +20,46 @@ def fail(error: OpsctlError, *, program: str = "opsctl") -> NoReturn:
 def run_entry(body: Callable[[], int | None], *, program: str = "opsctl") -> NoReturn:
     """Run ``body``; turn an :class:`OpsctlError` into one line and its exit code.
 
-    Ctrl-C at a prompt or in a foreground command exits 130 without a traceback.
+    Ctrl-C at a prompt or in a foreground command exits 130 without a traceback; so does an
+    output that cannot be written (exit 1), see :func:`output_lost`.
     """
     try:
         code = body()
+        sys.stdout.flush()  # a full disk or a closed pipe is reported here, not at teardown
     except OpsctlError as exc:
         fail(exc, program=program)
     except KeyboardInterrupt:
         print(f"{program}: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
-    except BrokenPipeError:  # `opsctl … | head` closed our stdout
-        raise SystemExit(EXIT_FAILED) from None
+    except OSError as exc:  # no lower layer turned it into a sentence: its own, on one line
+        if isinstance(exc, BrokenPipeError) or not _stdout_works():
+            output_lost(exc, program=program)
+        where = f": {exc.filename}" if exc.filename else ""
+        fail(OpsctlError(f"{exc.strerror or exc}{where}"), program=program)
     raise SystemExit(code or 0)
+
+
+def output_lost(exc: OSError, *, program: str = "opsctl") -> NoReturn:
+    """Exit 1 because stdout cannot take the output (a closed pipe, a full disk).
+
+    Says why on stderr, except for a pipe its reader closed (``opsctl … | head``), and points
+    stdout at /dev/null so the interpreter's last flush does not fail a second time.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if not isinstance(exc, BrokenPipeError):
+        why = exc.strerror or str(exc)
+        print(f"{program}: error: cannot write the output: {why}", file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_FAILED) from None
+
+
+def _stdout_works() -> bool:
+    """Flush stdout; False (and stdout pointed at /dev/null) when it cannot take more."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return False
+    return True
+

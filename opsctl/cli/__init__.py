@@ -12,13 +12,11 @@ def main(argv: list[str] | None = None) -> NoReturn:
     if args in (["--version"], ["-V"]):
         from opsctl import __version__
 
-        print(f"opsctl {__version__}")
-        raise SystemExit(0)
+        _say(f"opsctl {__version__}\n")
     if args in (["--help"], ["-h"]):
         from opsctl.cli._help import root_help
 
-        sys.stdout.write(root_help())
-        raise SystemExit(0)
+        _say(root_help())
 
     from opsctl.entry import run_entry
 
@@ -40,3 +38,15 @@ def main(argv: list[str] | None = None) -> NoReturn:
         return 0
 
     run_entry(body)
+
+
+def _say(text: str) -> NoReturn:
+    """Write ``text`` and exit 0, or exit 1 when stdout cannot take it."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError as exc:
+        from opsctl.entry import output_lost
+
+        output_lost(exc)
+    raise SystemExit(0)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
+import pytest
 import typer.main
 
 import opsctl
 from opsctl.cli._help import COMMANDS, root_help
 from opsctl.cli.app import app
-from tests._support import run_opsctl
+from tests._support import OPSCTL, clean_env, run_opsctl
 
 
 def test_static_help_lists_exactly_the_registered_commands() -> None:
@@ -32,3 +36,50 @@ def test_typer_paths_still_work() -> None:
     assert run_opsctl("--version", "db").returncode == 0
     unknown = run_opsctl("frobnicate")
     assert unknown.returncode == 2 and "frobnicate" in unknown.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--version"],
+        ["--help"],
+        ["db", "--help"],
+        ["deploy-gate", "--help"],
+        ["deploy-gate", "--url", "http://127.0.0.1:1", "--timeout", "0.1", "--json"],
+        ["check", "queue"],
+        ["connectors", "list"],
+    ],
+)
+def test_a_full_disk_under_stdout_is_one_line_and_exit_1(args: list[str], tmp_path: Path) -> None:
+    with open("/dev/full", "w") as full:
+        ran = subprocess.run(
+            [OPSCTL, *args],
+            env=clean_env({"OPSCTL_DATA_DIR": str(tmp_path / "data")}),
+            cwd=tmp_path,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert ran.returncode == 1, ran.stderr
+    errors = [line for line in ran.stderr.splitlines() if line.startswith("opsctl: error:")]
+    assert errors == [errors[0]] and "No space left on device" in errors[0], ran.stderr
+    assert "Traceback" not in ran.stderr and "Exception ignored" not in ran.stderr
+
+
+def test_a_reader_that_stops_early_gets_no_trace(tmp_path: Path) -> None:
+    # 'head -c 1' closes the pipe after one byte of a long help text.
+    ran = subprocess.run(
+        f"'{OPSCTL}' db --help | head -c 1 >/dev/null; echo \"rc=${{PIPESTATUS[0]}}\"",
+        shell=True,
+        executable="/bin/bash",
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert ran.stdout.strip() in ("rc=0", "rc=1"), ran.stdout + ran.stderr
+    assert "Traceback" not in ran.stderr and "Exception ignored" not in ran.stderr
