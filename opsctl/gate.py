@@ -8,10 +8,10 @@ its reason, never a pass. Each round runs every check; the gate retries failed r
 
 from __future__ import annotations
 
+import _thread
 import json
 import os
 import socket
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -234,23 +234,28 @@ def _endpoints_in_background(
     probes: list[tuple[str, str, str]], *, fetch: Fetch, token: str | None
 ) -> Callable[[], list[CheckResult]]:
     """Start one thread a probe; the returned function waits for them (at most the HTTP
-    timeout and a second: a DNS lookup is not bound by the socket's timeout)."""
+    timeout and a second: a DNS lookup is not bound by the socket's timeout).
+
+    The threads are ``_thread``'s, the documented low-level API under ``threading``: starting
+    one does not wait for it to run, and the module costs nothing to import.
+    """
     results: list[CheckResult | None] = [None] * len(probes)
+    finished = [_thread.allocate_lock() for _ in probes]
 
     def probe(i: int, name: str, url: str, shape: str) -> None:
-        results[i] = probe_endpoint(name, url, fetch=fetch, token=token, shape=shape)
+        try:
+            results[i] = probe_endpoint(name, url, fetch=fetch, token=token, shape=shape)
+        finally:
+            finished[i].release()
 
-    threads = [
-        threading.Thread(target=probe, args=(i, *p), daemon=True, name=f"gate-{p[0]}")
-        for i, p in enumerate(probes)
-    ]
-    for thread in threads:
-        thread.start()
+    for i, p in enumerate(probes):
+        finished[i].acquire()
+        _thread.start_new_thread(probe, (i, *p))
 
     def wait() -> list[CheckResult]:
         give_up = time.monotonic() + HTTP_TIMEOUT_S + 1
-        for thread in threads:
-            thread.join(max(0.0, give_up - time.monotonic()))
+        for lock in finished:
+            lock.acquire(timeout=max(0.0, give_up - time.monotonic()))
         return [
             r
             if r is not None
