@@ -18,14 +18,19 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
         _say(root_help())
 
-    from opsctl.entry import run_entry
+    from opsctl.entry import exit_now, run_entry
 
     if args and args[0] == "deploy-gate":
         from opsctl.cli import _gate_run
 
         parsed = _gate_run.parse(args[1:])
         if parsed is not None:  # the usual call, answered without importing Typer
-            run_entry(lambda: _gate_run.execute(parsed))
+            try:
+                run_entry(lambda: _gate_run.execute(parsed))
+            except SystemExit as done:
+                if argv is not None:  # called from Python: the caller's interpreter goes on
+                    raise
+                exit_now(done.code)
         from opsctl.cli.gate import standalone
 
         run_entry(lambda: standalone(args[1:]))

@@ -14,7 +14,7 @@ import pytest
 from opsctl.cli import _gate_run
 from opsctl.cli._gate_run import GateArgs
 from opsctl.cli.gate import standalone
-from tests._support import Daemon, clean_env, free_port, run_opsctl
+from tests._support import OPSCTL, Daemon, clean_env, free_port, run_opsctl
 from tests.conftest import SettingsFactory
 from tests.gate.conftest import add_worker_heartbeat
 
@@ -121,19 +121,25 @@ HEAVY = (
     "uuid",
     "dataclasses",
     "inspect",
+    "threading",
 )
 
+# The console script's call: main() reads sys.argv. The gate ends with os._exit (no atexit),
+# so the modules are reported from there, which also shows that the fast exit was taken.
 _REPORT_MODULES = (
-    "import atexit, sys\n"
-    "def report():\n"
+    "import os, sys\n"
+    "real_exit = os._exit\n"
+    "def report_then_exit(code):\n"
     "    sys.stderr.write('MODULES ' + ' '.join(sorted(sys.modules)) + '\\n')\n"
-    "atexit.register(report)\n"
+    "    sys.stderr.flush()\n"
+    "    real_exit(code)\n"
+    "os._exit = report_then_exit\n"
     "from opsctl.cli import main\n"
-    "main(sys.argv[1:])\n"
+    "main()\n"
 )
 
 
-def test_a_passing_gate_on_redis_loads_nothing_heavy(
+def test_a_passing_gate_on_redis_loads_nothing_heavy_and_exits_at_once(
     daemons: Callable[..., Daemon],
     make_settings: SettingsFactory,
     tmp_path: Path,
@@ -163,10 +169,25 @@ def test_a_passing_gate_on_redis_loads_nothing_heavy(
         check=False,
     )
     assert ran.returncode == 0, ran.stdout + ran.stderr
-    report = json.loads(ran.stdout)
+    report = json.loads(ran.stdout)  # all of it: flushed before the exit
     assert report["status"] in ("pass", "warn")
     assert {c["name"]: c["status"] for c in report["checks"]}["workers"] == "pass"
     [line] = [ln for ln in ran.stderr.splitlines() if ln.startswith("MODULES ")]
     loaded = set(line.split()[1:])
     heavy = sorted(m for m in loaded if m.split(".")[0] in HEAVY or m in HEAVY)
     assert heavy == [], f"the gate imported {heavy}"
+
+    # The same passing gate with nowhere to write its verdict: exit 1, one line, no trace.
+    with open("/dev/full", "w") as full:
+        blocked = subprocess.run(
+            [OPSCTL, "deploy-gate", "--timeout", "10"],
+            env=clean_env(env),
+            cwd=tmp_path,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert blocked.returncode == 1, blocked.stderr
+    assert "Traceback" not in blocked.stderr
