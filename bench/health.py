@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/health.py [--runs 15] [--redis-url redis://127.0.0.1:6379/0] [--json]
 
-Measured side by side in one run (medians, so a noisy shared machine matters less):
+Measured side by side in one run, the commands of a group taking turns run by run, and
+reported as medians (a noisy shared machine then weighs on all of them alike):
 - ``python -c "import json"`` (the floor), ``opsctl --version`` and ``opsctl --help``;
 - ``opsctl deploy-gate`` against a healthy local stack (web, worker, timers on Redis), with and
   without ``--canary``, beside ``bench/_gate_floor.py``: the same three network exchanges and
@@ -28,21 +29,24 @@ from _stack import OPSCTL, stack
 
 
 def timed(
-    cmd: list[str], env: dict[str, str] | None, runs: int, *, ok: tuple[int, ...] = (0,)
-) -> float:
-    """Median wall time of ``cmd`` in milliseconds over ``runs`` runs (after one warm-up)."""
-    samples = []
+    commands: dict[str, list[str]], env: dict[str, str] | None, runs: int
+) -> dict[str, float]:
+    """Median wall time of each command in milliseconds over ``runs`` runs (after one warm-up
+    each), the commands taking turns so that a busy moment of the machine falls on all alike."""
+    samples: dict[str, list[float]] = {name: [] for name in commands}
     for i in range(runs + 1):
-        started = time.perf_counter()
-        done = subprocess.run(cmd, env=env, capture_output=True, check=False)
-        elapsed = (time.perf_counter() - started) * 1000
-        if done.returncode not in ok:
-            raise SystemExit(
-                f"bench: {' '.join(cmd)} exited {done.returncode}: {done.stderr.decode()[-300:]}"
-            )
-        if i:
-            samples.append(elapsed)
-    return statistics.median(samples)
+        for name, cmd in commands.items():
+            started = time.perf_counter()
+            done = subprocess.run(cmd, env=env, capture_output=True, check=False)
+            elapsed = (time.perf_counter() - started) * 1000
+            if done.returncode != 0:
+                raise SystemExit(
+                    f"bench: {' '.join(cmd)} exited {done.returncode}: "
+                    f"{done.stderr.decode()[-300:]}"
+                )
+            if i:
+                samples[name].append(elapsed)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def wrk(url: str, seconds: int = 10) -> dict[str, float] | None:
@@ -77,14 +81,33 @@ def main() -> None:
         check=True,
         stdout=subprocess.DEVNULL,
     )
-    py = timed([sys.executable, "-c", "import json"], None, args.runs)
-    version = timed([OPSCTL, "--version"], None, args.runs)
-    help_ = timed([OPSCTL, "--help"], None, args.runs)
+    alone = timed(
+        {
+            "py": [sys.executable, "-c", "import json"],
+            "version": [OPSCTL, "--version"],
+            "help": [OPSCTL, "--help"],
+        },
+        None,
+        args.runs,
+    )
+    py, version, help_ = alone["py"], alone["version"], alone["help"]
     with stack(args.redis_url) as env:
-        gate = timed([OPSCTL, "deploy-gate", "--quiet"], env, args.runs)
-        floor = timed([sys.executable, str(root / "bench" / "_gate_floor.py")], env, args.runs)
-        version_now = timed([OPSCTL, "--version"], None, args.runs)
-        canary = timed([OPSCTL, "deploy-gate", "--quiet", "--canary"], env, args.runs)
+        beside = timed(
+            {
+                "version": [OPSCTL, "--version"],
+                "gate": [OPSCTL, "deploy-gate", "--quiet"],
+                "floor": [sys.executable, str(root / "bench" / "_gate_floor.py")],
+                "canary": [OPSCTL, "deploy-gate", "--quiet", "--canary"],
+            },
+            env,
+            args.runs,
+        )
+        version_now, gate, floor, canary = (
+            beside["version"],
+            beside["gate"],
+            beside["floor"],
+            beside["canary"],
+        )
         http = wrk(f"{env['APP_URL']}/api/production/queue/heartbeat", args.wrk_seconds)
     result = {
         "python_import_json_ms": round(py, 1),
