@@ -11,12 +11,12 @@ from __future__ import annotations
 import _thread
 import json
 import os
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from opsctl._net import hostname
 from opsctl._record import Record, field
 from opsctl.constants import HEARTBEAT_PATH, PRODUCTION_READY_PATH, READINESS_PATH
 from opsctl.errors import OpsctlError, UsageError
@@ -189,7 +189,7 @@ def run_canary(queue: QueueReader, deadline: float) -> tuple[CheckResult, dict[s
     from opsctl.queue.base import NewJob
 
     started = time.monotonic()
-    token = f"{socket.gethostname()}-{os.getpid()}-{int(time.time() * 1000)}"
+    token = f"{hostname()}-{os.getpid()}-{int(time.time() * 1000)}"
     try:
         job_id = queue.enqueue(
             NewJob("canary", {"gate": token}, max_attempts=1, job_id=f"canary-{token}")

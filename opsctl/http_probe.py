@@ -9,12 +9,11 @@ imported only for an ``https`` URL. Redirects are not followed: the gate judges 
 
 from __future__ import annotations
 
-import socket
 import sys
 import time
 from urllib.parse import quote, urlsplit
 
-from opsctl._net import tcp_connect
+from opsctl._net import Socket, for_tls, gaierror, tcp_connect
 from opsctl._record import Record
 
 HTTP_TIMEOUT_S = 5.0
@@ -66,6 +65,7 @@ def http_get(
         if tls:
             import ssl
 
+            sock = for_tls(sock)
             _remaining(sock, deadline)  # the handshake, too, within the whole exchange's time
             sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
         _remaining(sock, deadline)
@@ -83,7 +83,7 @@ def _header_value(name: str, value: str) -> str:
     return value
 
 
-def _remaining(sock: socket.socket, deadline: float) -> None:
+def _remaining(sock: Socket, deadline: float) -> None:
     left = deadline - time.monotonic()
     if left <= 0:
         raise TimeoutError("timed out")
@@ -93,7 +93,7 @@ def _remaining(sock: socket.socket, deadline: float) -> None:
 class _Reader:
     """Reads one response off the socket, never past ``deadline``."""
 
-    def __init__(self, sock: socket.socket, deadline: float):
+    def __init__(self, sock: Socket, deadline: float):
         self._sock = sock
         self._deadline = deadline
         self._buf = b""
@@ -189,7 +189,7 @@ def describe_http_error(url: str, exc: BaseException, timeout_s: float = HTTP_TI
     """One sentence for a failed GET: DNS, refused, TLS, timeout, not HTTP."""
     host = urlsplit(url).hostname
     ssl = sys.modules.get("ssl")  # only an https request imports it, and only it raises these
-    if isinstance(exc, socket.gaierror):
+    if isinstance(exc, gaierror):
         return f"cannot resolve host {host!r} ({exc.strerror or exc})"
     if ssl is not None and isinstance(exc, ssl.SSLCertVerificationError):
         return f"TLS certificate of {host} not trusted: {exc.verify_message or exc}"

@@ -13,13 +13,12 @@ Reply types: simple strings and bulk strings are ``bytes``, integers ``int``, ar
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from opsctl._net import tcp_connect
+from opsctl._net import Socket, buffered_reader, for_tls, gaierror, tcp_connect, unix_connect
 from opsctl.settings import redact_url
 
 CONNECT_TIMEOUT_S = 2.0
@@ -98,10 +97,10 @@ def encode(args: Sequence[Any]) -> bytes:
 class RespConnection:
     """One connection to Redis. Not thread-safe; close it (or use ``with``) when done."""
 
-    def __init__(self, sock: socket.socket, address: RedisAddress):
+    def __init__(self, sock: Socket, address: RedisAddress):
         self.address = address
         self._sock = sock
-        self._file = sock.makefile("rb")
+        self._file = buffered_reader(sock)
 
     @classmethod
     def open(
@@ -114,15 +113,8 @@ class RespConnection:
         """Connect (and authenticate and select the database). Raises ``OSError`` (refused,
         unresolvable, TLS), ``TimeoutError`` or :class:`RespError` (credentials rejected)."""
         address = RedisAddress(url)
-        sock: socket.socket
         if address.path is not None:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(connect_timeout)
-            try:
-                sock.connect(address.path)
-            except BaseException:
-                sock.close()
-                raise
+            sock = unix_connect(address.path, connect_timeout)
         else:
             sock = tcp_connect(address.host, address.port, connect_timeout)
         try:
@@ -210,7 +202,7 @@ def _integer(text: bytes) -> int:
         raise ProtocolError(f"not a RESP integer: {text[:40]!r}") from None
 
 
-def _wrap_tls(sock: socket.socket, address: RedisAddress) -> socket.socket:
+def _wrap_tls(sock: Socket, address: RedisAddress) -> Socket:
     import ssl
 
     context = ssl.create_default_context(cafile=address.ca_certs)
@@ -221,7 +213,7 @@ def _wrap_tls(sock: socket.socket, address: RedisAddress) -> socket.socket:
     }.get(address.cert_reqs, ssl.CERT_REQUIRED)
     if address.certfile:
         context.load_cert_chain(address.certfile, address.keyfile)
-    return context.wrap_socket(sock, server_hostname=address.host)
+    return context.wrap_socket(for_tls(sock), server_hostname=address.host)
 
 
 def describe_failure(where: str, exc: BaseException) -> str:
@@ -238,7 +230,7 @@ def describe_failure(where: str, exc: BaseException) -> str:
         return f"TLS certificate of Redis at {where} not trusted: {exc.verify_message or exc}"
     if ssl is not None and isinstance(exc, ssl.SSLError):
         return f"TLS error talking to Redis at {where}: {exc.reason or exc}"
-    if isinstance(exc, socket.gaierror):
+    if isinstance(exc, gaierror):
         return f"cannot reach Redis at {where}: cannot resolve the host ({exc.strerror or exc})"
     if isinstance(exc, OSError) and exc.errno:
         return f"cannot reach Redis at {where}: {os.strerror(exc.errno)}"

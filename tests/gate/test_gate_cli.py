@@ -108,7 +108,8 @@ def test_help_comes_from_typer(tmp_path: Path) -> None:
 
 
 # Modules the gate must not load: each costs milliseconds to tens of them at start-up
-# (dataclasses imports inspect, and compiles methods for every class it decorates).
+# (dataclasses imports inspect, and compiles methods for every class it decorates; socket
+# builds four enums and imports selectors: opsctl/_net.py connects with _socket).
 HEAVY = (
     "typer",
     "click",
@@ -122,6 +123,8 @@ HEAVY = (
     "dataclasses",
     "inspect",
     "threading",
+    "socket",
+    "selectors",
 )
 
 # The console script's call: main() reads sys.argv. The gate ends with os._exit (no atexit),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import ssl
 import sys
@@ -418,6 +419,20 @@ async def test_a_self_signed_certificate_is_not_trusted(stand_in: StandIn, tmp_p
     assert describe_http_error(base, caught.value).startswith(
         "TLS certificate of 127.0.0.1 not trusted: self-signed certificate"
     )
+
+
+async def test_https_to_a_trusted_certificate_answers(
+    stand_in: StandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.json_response({"status": "pass", "path": request.path})
+
+    base = await stand_in(handler, tls=self_signed_context(tmp_path))
+    # The default context trusts what SSL_CERT_FILE names: here, the stand-in's own CA.
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "cert.pem"))
+    answer = await get(f"{base}/api/health")
+    assert answer.status == 200
+    assert json.loads(answer.body) == {"status": "pass", "path": "/api/health"}
 
 
 async def test_https_to_a_plain_http_server(stand_in: StandIn) -> None:
