@@ -95,8 +95,9 @@ class _Conn:
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         try:
-            async with self._db.execute(to_sqlite(sql), args) as cursor:
-                rows = await cursor.fetchall()
+            # One trip to aiosqlite's thread, not three (execute, fetchall, close): readiness
+            # reads the database five times a request.
+            rows = await self._db.execute_fetchall(to_sqlite(sql), args)
         except sqlite3.Error as exc:
             raise _wrap(exc, self._path) from exc
         return [dict(r) for r in rows]
