@@ -133,9 +133,10 @@ async def snapshot_queue(
     if queue is None:
         return QueueSnapshot(backend, error="the queue backend is not connected")
     try:
-        rtt = await asyncio.wait_for(queue.ping(), CHECK_TIMEOUT_S)
-        stats, processes = await asyncio.wait_for(
-            asyncio.gather(queue.stats(), queue.heartbeats(ttl_s=ttl_s)), CHECK_TIMEOUT_S
+        # All three at once: the ping's round trip is timed on its own connection.
+        rtt, stats, processes = await asyncio.wait_for(
+            asyncio.gather(queue.ping(), queue.stats(), queue.heartbeats(ttl_s=ttl_s)),
+            CHECK_TIMEOUT_S,
         )
     except TimeoutError:
         return QueueSnapshot(
