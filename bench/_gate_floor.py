@@ -1,31 +1,52 @@
 """The least a deploy gate could do, for bench/health.py to measure beside the real one.
 
 One EVAL of the queue's stats.lua on Redis, and GETs of the heartbeat and readiness endpoints
-in two threads, on the standard library alone: no settings, no judging, no output. Whatever
-``opsctl deploy-gate`` takes beyond this is its own code. Reads QUEUE_REDIS_URL (a plain
-``redis://host:port`` without a password) and APP_URL.
+in two threads, on the standard library alone: no settings, no judging, no output. It uses
+the cheapest parts the gate uses (``_socket``, ``_thread``: see opsctl/_net.py) and parses
+the URLs and the JSON, which any gate must. Whatever ``opsctl deploy-gate`` takes beyond this
+is its own code. Reads QUEUE_REDIS_URL (a plain ``redis://host:port`` without a password) and
+APP_URL.
 """
 
+import _socket
+import _thread
 import json
 import os
-import socket
 import sys
-import threading
-from pathlib import Path
 from urllib.parse import urlsplit
 
-STATS_LUA = Path(__file__).resolve().parents[1] / "opsctl" / "queue" / "lua" / "stats.lua"
+STATS_LUA = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    "opsctl",
+    "queue",
+    "lua",
+    "stats.lua",
+)
 
 
-def get(host: str, port: int, path: str, out: list[object], i: int) -> None:
+def connect(host: str, port: int) -> _socket.socket:
     # bytes: a str host would import the idna codec, as opsctl/_net.py explains
-    with socket.create_connection((host.encode(), port), 5) as sock:  # type: ignore[arg-type]
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    family, kind, proto, _, address = _socket.getaddrinfo(
+        host.encode(), port, 0, _socket.SOCK_STREAM
+    )[0]
+    sock = _socket.socket(family, kind, proto)
+    sock.settimeout(5)
+    sock.connect(address)
+    sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+    return sock
+
+
+def get(host: str, port: int, path: str, out: list[object], i: int, done: _thread.LockType) -> None:
+    try:
+        sock = connect(host, port)
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
         data = b""
         while chunk := sock.recv(65536):
             data += chunk
-    out[i] = json.loads(data.split(b"\r\n\r\n", 1)[1])
+        sock.close()
+        out[i] = json.loads(data.split(b"\r\n\r\n", 1)[1])
+    finally:
+        done.release()
 
 
 def command(*args: object) -> bytes:
@@ -38,20 +59,23 @@ def main() -> None:
     redis = urlsplit(os.environ["QUEUE_REDIS_URL"])
     out: list[object] = [None, None]
     paths = ["/api/production/queue/heartbeat", "/api/health/ready"]
-    threads = [
-        threading.Thread(target=get, args=(app.hostname or "localhost", app.port, p, out, i))
-        for i, p in enumerate(paths)
-    ]
-    for thread in threads:
-        thread.start()
-    address = ((redis.hostname or "localhost").encode(), redis.port or 6379)
-    with socket.create_connection(address, 5) as sock:  # type: ignore[arg-type]
-        sock.sendall(command("EVAL", STATS_LUA.read_text(), 4, "r", "d", "a", "x", "j:", "c:"))
-        reply = sock.recv(65536)
-    for thread in threads:
-        thread.join()
+    locks = [_thread.allocate_lock() for _ in paths]
+    for i, path in enumerate(paths):
+        locks[i].acquire()
+        _thread.start_new_thread(
+            get, (app.hostname or "localhost", app.port, path, out, i, locks[i])
+        )
+    sock = connect(redis.hostname or "localhost", redis.port or 6379)
+    with open(STATS_LUA) as script:
+        sock.sendall(command("EVAL", script.read(), 4, "r", "d", "a", "x", "j:", "c:"))
+    reply = sock.recv(65536)
+    sock.close()
+    for lock in locks:
+        lock.acquire(timeout=10)
     if not reply.startswith(b"*") or None in out:
         sys.exit(1)
+    sys.stdout.flush()
+    os._exit(0)  # as the gate ends
 
 
 if __name__ == "__main__":

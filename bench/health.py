@@ -1,6 +1,7 @@
 """Benchmark of issue 4's targets: CLI start-up, the deploy gate, and the heartbeat endpoint.
 
     .venv/bin/python bench/health.py [--runs 15] [--redis-url redis://127.0.0.1:6379/0] [--json]
+                                     [--opsctl /path/to/a/wheel/install/bin/opsctl]
 
 Measured side by side in one run, the commands of a group taking turns run by run, and
 reported as medians (a noisy shared machine then weighs on all of them alike):
@@ -71,7 +72,18 @@ def main() -> None:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--wrk-seconds", type=int, default=10)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--opsctl",
+        default=OPSCTL,
+        help="the opsctl command to time (default: this checkout's editable install); the "
+        "stack always runs this checkout's",
+    )
     args = parser.parse_args()
+    opsctl = args.opsctl
+    # The floor and the stand-in gate run on the Python that runs the opsctl timed.
+    python = str(Path(opsctl).with_name("python"))
+    if not Path(python).exists():
+        python = sys.executable
 
     # An installed opsctl has its bytecode compiled by pip; an editable install under
     # PYTHONDONTWRITEBYTECODE=1 would compile every module on every start instead.
@@ -83,9 +95,9 @@ def main() -> None:
     )
     alone = timed(
         {
-            "py": [sys.executable, "-c", "import json"],
-            "version": [OPSCTL, "--version"],
-            "help": [OPSCTL, "--help"],
+            "py": [python, "-c", "import json"],
+            "version": [opsctl, "--version"],
+            "help": [opsctl, "--help"],
         },
         None,
         args.runs,
@@ -94,10 +106,10 @@ def main() -> None:
     with stack(args.redis_url) as env:
         beside = timed(
             {
-                "version": [OPSCTL, "--version"],
-                "gate": [OPSCTL, "deploy-gate", "--quiet"],
-                "floor": [sys.executable, str(root / "bench" / "_gate_floor.py")],
-                "canary": [OPSCTL, "deploy-gate", "--quiet", "--canary"],
+                "version": [opsctl, "--version"],
+                "gate": [opsctl, "deploy-gate", "--quiet"],
+                "floor": [python, str(root / "bench" / "_gate_floor.py")],
+                "canary": [opsctl, "deploy-gate", "--quiet", "--canary"],
             },
             env,
             args.runs,
