@@ -59,6 +59,24 @@ def run_opsctl(
     )
 
 
+def run_opsctl_to_full_disk(
+    *args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``opsctl`` with stdout on /dev/full, where every write fails (ENOSPC);
+    stderr is captured."""
+    with open("/dev/full", "w") as full:
+        return subprocess.run(
+            [OPSCTL, *args],
+            env=clean_env(env),
+            cwd=cwd,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+
 class Daemon:
     """An ``opsctl daemon …`` child process, stopped (and reaped) by ``stop``."""
 

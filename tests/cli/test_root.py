@@ -11,7 +11,7 @@ import typer.main
 import opsctl
 from opsctl.cli._help import COMMANDS, root_help
 from opsctl.cli.app import app
-from tests._support import OPSCTL, clean_env, run_opsctl
+from tests._support import OPSCTL, clean_env, run_opsctl, run_opsctl_to_full_disk
 
 
 def test_static_help_lists_exactly_the_registered_commands() -> None:
@@ -51,17 +51,9 @@ def test_typer_paths_still_work() -> None:
     ],
 )
 def test_a_full_disk_under_stdout_is_one_line_and_exit_1(args: list[str], tmp_path: Path) -> None:
-    with open("/dev/full", "w") as full:
-        ran = subprocess.run(
-            [OPSCTL, *args],
-            env=clean_env({"OPSCTL_DATA_DIR": str(tmp_path / "data")}),
-            cwd=tmp_path,
-            stdout=full,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+    ran = run_opsctl_to_full_disk(
+        *args, env={"OPSCTL_DATA_DIR": str(tmp_path / "data")}, cwd=tmp_path
+    )
     assert ran.returncode == 1, ran.stderr
     errors = [line for line in ran.stderr.splitlines() if line.startswith("opsctl: error:")]
     assert errors == [errors[0]] and "No space left on device" in errors[0], ran.stderr

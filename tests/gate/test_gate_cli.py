@@ -14,7 +14,13 @@ import pytest
 from opsctl.cli import _gate_run
 from opsctl.cli._gate_run import GateArgs
 from opsctl.cli.gate import standalone
-from tests._support import OPSCTL, Daemon, clean_env, free_port, run_opsctl
+from tests._support import (
+    Daemon,
+    clean_env,
+    free_port,
+    run_opsctl,
+    run_opsctl_to_full_disk,
+)
 from tests.conftest import SettingsFactory
 from tests.gate.conftest import add_worker_heartbeat
 
@@ -181,16 +187,6 @@ def test_a_passing_gate_on_redis_loads_nothing_heavy_and_exits_at_once(
     assert heavy == [], f"the gate imported {heavy}"
 
     # The same passing gate with nowhere to write its verdict: exit 1, one line, no trace.
-    with open("/dev/full", "w") as full:
-        blocked = subprocess.run(
-            [OPSCTL, "deploy-gate", "--timeout", "10"],
-            env=clean_env(env),
-            cwd=tmp_path,
-            stdout=full,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+    blocked = run_opsctl_to_full_disk("deploy-gate", "--timeout", "10", env=env, cwd=tmp_path)
     assert blocked.returncode == 1, blocked.stderr
     assert "Traceback" not in blocked.stderr
