@@ -45,8 +45,7 @@ def output_lost(exc: OSError, *, program: str = "opsctl") -> NoReturn:
     Says why on stderr, except for a pipe its reader closed (``opsctl … | head``), and points
     stdout at /dev/null so the interpreter's last flush does not fail a second time.
     """
-    with contextlib.suppress(OSError, ValueError):
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    _silence_stdout()
     if not isinstance(exc, BrokenPipeError):
         why = exc.strerror or str(exc)
         print(f"{program}: error: cannot write the output: {why}", file=sys.stderr, flush=True)
@@ -54,14 +53,17 @@ def output_lost(exc: OSError, *, program: str = "opsctl") -> NoReturn:
 
 
 def _stdout_works() -> bool:
-    """Flush stdout; False (and stdout pointed at /dev/null) when it cannot take more."""
+    """Flush stdout; False when it cannot take more."""
     try:
         sys.stdout.flush()
     except (OSError, ValueError):
-        with contextlib.suppress(OSError, ValueError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return False
     return True
+
+
+def _silence_stdout() -> None:
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def exit_now(code: object) -> NoReturn:
