@@ -24,8 +24,10 @@ def run_entry(body: Callable[[], int | None], *, program: str = "opsctl") -> NoR
     output that cannot be written (exit 1), see :func:`output_lost`.
     """
     try:
-        code = body()
-        sys.stdout.flush()  # a full disk or a closed pipe is reported here, not at teardown
+        try:
+            code = body()
+        finally:  # however it ended (Click ends with SystemExit): a full disk or a closed
+            sys.stdout.flush()  # pipe is reported here, not in the interpreter's teardown
     except OpsctlError as exc:
         fail(exc, program=program)
     except KeyboardInterrupt:

@@ -4,6 +4,7 @@ means: the same options, values and defaults; Typer answers help and every usage
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from opsctl.cli import _gate_run
+from opsctl.cli import _gate_run, main
 from opsctl.cli._gate_run import GateArgs
 from opsctl.cli.gate import standalone
 from tests._support import (
@@ -102,6 +103,20 @@ def test_typer_answers_usage_errors_with_2(args: list[str], needle: str, tmp_pat
     assert ran.returncode == 2, ran.stdout + ran.stderr
     assert needle in ran.stderr
     assert "Traceback" not in ran.stderr
+
+
+def test_main_called_from_python_raises_system_exit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The console script's gate ends with os._exit; a caller in Python keeps its interpreter
+    # (were os._exit taken here, this test's own process would end).
+    monkeypatch.chdir(tmp_path)
+    for name in set(os.environ) - set(clean_env()):  # the opsctl configuration of this shell
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("OPSCTL_DATA_DIR", str(tmp_path / "data"))
+    with pytest.raises(SystemExit) as ended:
+        main(["deploy-gate", "--url", f"http://127.0.0.1:{free_port()}", "--timeout", "0.1", "-q"])
+    assert ended.value.code == 1
 
 
 def test_help_comes_from_typer(tmp_path: Path) -> None:
