@@ -228,13 +228,18 @@ async def test_a_reserve_cancelled_mid_transaction_hands_its_jobs_back(tmp_path:
 
 
 async def test_finished_jobs_are_pruned_after_the_result_ttl(tmp_path: Path) -> None:
-    async with await SQLiteQueue.open(tmp_path / "queue.db", result_ttl_s=0.05) as queue:
+    # The queue's own clock, moved by hand: a busy machine cannot make the TTL pass early.
+    now = [1_000_000.0]
+    async with await SQLiteQueue.open(
+        tmp_path / "queue.db", result_ttl_s=60, clock=lambda: now[0]
+    ) as queue:
         job_id = await queue.enqueue(NewJob("k", 1))
         (job,) = await queue.reserve(1, owner="test", lease_s=30)
         assert await queue.complete([(job, "ok")]) == [True]
+        now[0] += 59
         assert await queue.promote_due() == 0
         assert (await queue.get(job_id)) is not None, "kept until the TTL passes"
-        await asyncio.sleep(0.1)
+        now[0] += 2
         await queue.promote_due()
         assert await queue.get(job_id) is None
 
