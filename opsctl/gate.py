@@ -13,11 +13,11 @@ import json
 import os
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from opsctl._net import hostname
-from opsctl._record import Record, field
 from opsctl.constants import HEARTBEAT_PATH, PRODUCTION_READY_PATH, READINESS_PATH
 from opsctl.errors import OpsctlError, UsageError
 from opsctl.http_probe import HTTP_TIMEOUT_S, HttpAnswer, describe_http_error, http_get
@@ -42,7 +42,8 @@ Fetch = Callable[[str, dict[str, str], float], HttpAnswer]
 AsyncFetch = Callable[[str, dict[str, str], float], Awaitable[HttpAnswer]]
 
 
-class GateReport(Record):
+@dataclass(frozen=True)
+class GateReport:
     """What the gate saw in its last round, and how it ended."""
 
     status: Status
@@ -65,7 +66,8 @@ class GateReport(Record):
         }
 
 
-class GateOptions(Record):
+@dataclass(frozen=True)
+class GateOptions:
     url: str
     timeout_s: float = 120.0
     interval_s: float = 2.0

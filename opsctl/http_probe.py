@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
 from opsctl._net import Socket, for_tls, gaierror, tcp_connect
-from opsctl._record import Record
 
 HTTP_TIMEOUT_S = 5.0
 MAX_BODY = 1 << 20
@@ -28,7 +28,8 @@ class HttpProtocolError(OSError):
     """What came back is not an HTTP/1.x response (or it broke off mid-way)."""
 
 
-class HttpAnswer(Record):
+@dataclass(frozen=True)
+class HttpAnswer:
     """Status, content type and body (at most ``max_body`` bytes) of one response."""
 
     status: int

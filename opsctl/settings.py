@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
-from opsctl._record import Record, field, replace
 from opsctl.constants import DRAIN_THRESHOLD_S, JOB_MODULES_ENV, KEY_MAX_AGE_DAYS
 from opsctl.errors import ConfigError
 
@@ -32,7 +32,8 @@ _ENV_LINE = r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*"
 _PREFIX_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-")
 
 
-class Settings(Record):
+@dataclass(frozen=True)
+class Settings:
     """Everything a process needs to know about its environment (DESIGN.md §2)."""
 
     env: Env = "development"
@@ -104,7 +105,7 @@ class Settings(Record):
         """The embedded queue's own file, beside the embedded database."""
         return self.data_dir / "queue.db"
 
-    def with_overrides(self, **changes: object) -> Settings:
+    def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some fields changed (command-line options win over the environment)."""
         return replace(self, **changes)
 

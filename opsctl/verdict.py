@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
-
-from opsctl._record import Record, field
 
 if TYPE_CHECKING:
     from opsctl.queue.base import HeartbeatView, QueueStats
@@ -21,7 +20,8 @@ Status = Literal["pass", "warn", "fail"]
 _RANK: dict[Status, int] = {"pass": 0, "warn": 1, "fail": 2}
 
 
-class CheckResult(Record):
+@dataclass(frozen=True)
+class CheckResult:
     name: str
     status: Status
     reason: str
@@ -53,7 +53,8 @@ def worst(statuses: Iterable[Status]) -> Status:
     return max(statuses, key=_RANK.__getitem__, default="pass")
 
 
-class QueueSnapshot(Record):
+@dataclass(frozen=True)
+class QueueSnapshot:
     """One read of the queue's state, shared by every check and body built from it."""
 
     backend: str

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import math
 import sys
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
-
-from opsctl._record import Record
 
 if TYPE_CHECKING:
     from opsctl.settings import Settings
@@ -24,7 +23,8 @@ INTERVAL_S = 2.0
 INTERVAL_RANGE = (0.05, 600.0)
 
 
-class GateArgs(Record):
+@dataclass(frozen=True)
+class GateArgs:
     """The options of ``opsctl deploy-gate``."""
 
     url: str | None = None

@@ -6,11 +6,11 @@ import json
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from opsctl._record import asdict
 from opsctl.cli._common import JSON_HELP, print_json, settings_from_env
 from opsctl.constants import DEFAULT_QUEUE, HEARTBEAT_TTL_S
 from opsctl.errors import NotFound, UsageError

@@ -21,11 +21,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
+from dataclasses import asdict, fields
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal, ParamSpec, TypeVar
 
-from opsctl._record import asdict, fields
 from opsctl.constants import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_QUEUE,
@@ -57,8 +57,8 @@ POLL_FIRST_S = 0.001
 POLL_MAX_S = 0.05
 PRUNE_BATCH = 10_000
 _IDS_PER_STATEMENT = 500  # well below SQLite's limit on bound parameters
-_HEARTBEAT_FIELDS = frozenset(fields(Heartbeat))
-_JOB_FIELDS = fields(JobInfo)  # the job columns carry JobInfo's names
+_HEARTBEAT_FIELDS = frozenset(f.name for f in fields(Heartbeat))
+_JOB_FIELDS = tuple(f.name for f in fields(JobInfo))  # the job columns carry JobInfo's names
 _JOB_COLUMNS = ", ".join(_JOB_FIELDS)
 
 _SCHEMA = (

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from opsctl._record import Record, field
 from opsctl.errors import QueueError
 
 JobStatus = Literal["ready", "delayed", "active", "done", "dead"]
@@ -36,7 +36,8 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
-class NewJob(Record):
+@dataclass(frozen=True)
+class NewJob:
     """A job to enqueue. ``payload`` must be JSON-serialisable."""
 
     kind: str
@@ -49,7 +50,8 @@ class NewJob(Record):
     """An explicit id; enqueueing an id that exists returns it without a second job."""
 
 
-class Job(Record):
+@dataclass(frozen=True)
+class Job:
     """A reserved job, as a worker holds it."""
 
     id: str
@@ -66,7 +68,8 @@ class Job(Record):
     lease_until: float
 
 
-class JobInfo(Record):
+@dataclass(frozen=True)
+class JobInfo:
     """A job as ``get`` and ``dead`` show it."""
 
     id: str
@@ -88,7 +91,8 @@ class JobInfo(Record):
     """Why the latest ``defer`` put the job off (kept apart from failures' ``last_error``)."""
 
 
-class QueueStats(Record):
+@dataclass(frozen=True)
+class QueueStats:
     backend: Literal["redis", "sqlite"]
     waiting: int
     delayed: int
@@ -99,7 +103,8 @@ class QueueStats(Record):
     completed_last_minute: int
 
 
-class Heartbeat(Record):
+@dataclass(frozen=True)
+class Heartbeat:
     """What a process says about itself; written under its own key with a short TTL."""
 
     id: str
@@ -112,7 +117,8 @@ class Heartbeat(Record):
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class HeartbeatView(Record):
+@dataclass(frozen=True)
+class HeartbeatView:
     """A heartbeat as a reader sees it."""
 
     heartbeat: Heartbeat
