@@ -31,6 +31,7 @@ from opsctl.connections import create_redis, describe_redis_error, ping_redis, v
 from opsctl.constants import (
     DEFAULT_QUEUE,
     HEARTBEAT_FORGET_S,
+    HEARTBEAT_RESERVED_IDS,
     IDEMPOTENCY_TTL_S,
     RESULT_TTL_S,
 )
@@ -58,6 +59,7 @@ from opsctl.queue.base import (
     NewJob,
     QueueStats,
     check_positive,
+    check_process_ids,
 )
 from opsctl.settings import Settings, redact_url
 
@@ -75,6 +77,7 @@ _SCRIPTS = (
     "stats",
     "beat",
     "heartbeats",
+    "forget",
 )
 _CHUNK = 1000  # jobs a script call; keeps any one call to a few milliseconds of Redis time
 _BLOCK_S = 2.0  # longest single BLPOP; a lost wake-up costs at most this long
@@ -398,7 +401,7 @@ class RedisQueue:
     async def beat(self, heartbeat: Heartbeat, *, ttl_s: float) -> None:
         """Write this process's heartbeat under its own key, expiring after ``ttl_s``."""
         check_positive("ttl_s", ttl_s)
-        if not heartbeat.id or heartbeat.id in ("index", "last"):
+        if not heartbeat.id or heartbeat.id in HEARTBEAT_RESERVED_IDS:
             raise QueueError(f"a heartbeat needs a process id like host:pid, got {heartbeat.id!r}")
         data = dump(
             {
@@ -426,6 +429,21 @@ class RedisQueue:
                 pipe.zrem(self._hb_index, process_id)
                 pipe.hdel(self._hb_last, process_id)
                 await pipe.execute()
+
+    async def forget_heartbeats(
+        self, process_ids: Sequence[str], *, only_stale: bool = False
+    ) -> list[str]:
+        """Forget processes (key, index entry, last record), a thousand a script call; returns
+        the ids that were known. With ``only_stale``, one whose own key is there is kept."""
+        ids = check_process_ids(process_ids)
+        forgotten: list[str] = []
+        head = (self._hb_prefix, "1" if only_stale else "0")
+        for start in range(0, len(ids), _CHUNK):
+            reply = await self._run(
+                "forget", (self._hb_index, self._hb_last), (*head, *ids[start : start + _CHUNK])
+            )
+            forgotten.extend(raw.decode() for raw in reply)
+        return forgotten
 
     async def heartbeats(self, *, ttl_s: float) -> list[HeartbeatView]:
         """Every process seen in the last hour: live while its own key is there and its last

@@ -1,7 +1,7 @@
 """What goes into and comes out of the Redis queue's Lua scripts, on the standard library alone.
 
-Shared by the asyncio backend (:mod:`opsctl.queue._redis`, on redis-py) and the synchronous
-reader the deploy gate uses (:mod:`opsctl.queue.redis_probe`), so both send the same arguments
+Shared by the asyncio backend (:mod:`opsctl.queue._redis`) and the synchronous reader the
+deploy gate uses (:mod:`opsctl.gate.reader`), both on redis-py, so both send the same arguments
 and read the same replies.
 """
 
@@ -145,8 +145,9 @@ def encode_job(job: NewJob) -> EncodedJob:
 
 
 def parse_stats(reply: list[Any]) -> QueueStats:
-    """stats.lua's reply: {waiting, delayed, active, dead, oldest waiting age, completed}."""
-    waiting, delayed, active, dead, age, completed = reply
+    """stats.lua's reply: {waiting, delayed, active, dead, oldest waiting age, completed,
+    delayed due, most overdue delayed job's lateness}."""
+    waiting, delayed, active, dead, age, completed, due, overdue = reply
     return QueueStats(
         backend="redis",
         waiting=int(waiting),
@@ -155,6 +156,8 @@ def parse_stats(reply: list[Any]) -> QueueStats:
         failed=int(dead),
         oldest_waiting_age_s=float(age),
         completed_last_minute=int(completed),
+        delayed_due=int(due),
+        oldest_due_age_s=float(overdue),
     )
 
 

@@ -30,6 +30,7 @@ from opsctl.constants import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_QUEUE,
     HEARTBEAT_FORGET_S,
+    HEARTBEAT_RESERVED_IDS,
     IDEMPOTENCY_TTL_S,
     RESULT_TTL_S,
 )
@@ -44,6 +45,7 @@ from opsctl.queue.base import (
     NewJob,
     QueueStats,
     check_positive,
+    check_process_ids,
     new_job_id,
 )
 
@@ -736,6 +738,12 @@ class SQLiteQueue:
                 "SELECT count(*), min(ready_at) FROM jobs WHERE queue = ? AND status = 'ready'"
             )
             (delayed,) = one("SELECT count(*) FROM jobs WHERE queue = ? AND status = 'delayed'")
+            # The due head of the delayed index: what a timers daemon should have promoted.
+            due, most_overdue = one(
+                "SELECT count(*), min(run_at) FROM jobs"
+                " WHERE queue = ? AND status = 'delayed' AND run_at <= ?",
+                now,
+            )
             (active,) = one("SELECT count(*) FROM jobs WHERE queue = ? AND status = 'active'")
             (dead,) = one("SELECT count(*) FROM jobs WHERE queue = ? AND status = 'dead'")
             (completed,) = one(
@@ -751,6 +759,8 @@ class SQLiteQueue:
             failed=dead,
             oldest_waiting_age_s=0.0 if oldest is None else max(0.0, now - oldest),
             completed_last_minute=completed,
+            delayed_due=due,
+            oldest_due_age_s=0.0 if most_overdue is None else max(0.0, now - most_overdue),
         )
 
     async def get(self, job_id: str) -> JobInfo | None:
@@ -820,7 +830,7 @@ class SQLiteQueue:
     async def beat(self, heartbeat: Heartbeat, *, ttl_s: float) -> None:
         """Write this process's heartbeat under its own row, live for ``ttl_s``."""
         check_positive("ttl_s", ttl_s)
-        if not heartbeat.id:
+        if not heartbeat.id or heartbeat.id in HEARTBEAT_RESERVED_IDS:
             raise QueueError(f"a heartbeat needs a process id like host:pid, got {heartbeat.id!r}")
         body = _dump(asdict(heartbeat), f"the heartbeat of {heartbeat.id}")
         await self._call(self._beat, heartbeat.id, body, ttl_s)
@@ -841,6 +851,31 @@ class SQLiteQueue:
 
     def _remove_heartbeat(self, process_id: str) -> None:
         self._conn.execute("DELETE FROM heartbeats WHERE id = ?", (process_id,))
+
+    async def forget_heartbeats(
+        self, process_ids: Sequence[str], *, only_stale: bool = False
+    ) -> list[str]:
+        """Forget processes' heartbeats in one transaction; returns the ids that were known.
+        With ``only_stale``, one whose heartbeat has not expired is kept."""
+        ids = check_process_ids(process_ids)
+        if not ids:
+            return []
+        return await self._call(self._forget_heartbeats, ids, only_stale)
+
+    def _forget_heartbeats(self, ids: list[str], only_stale: bool) -> list[str]:
+        known: set[str] = set()
+        with write_transaction(self._conn) as db:
+            now = self._clock()
+            for chunk in _chunks(ids):
+                where = f"id IN ({_marks(chunk)})"
+                args: tuple[Any, ...] = tuple(chunk)
+                if only_stale:
+                    where += " AND expires_at <= ?"
+                    args += (now,)
+                found = db.execute(f"SELECT id FROM heartbeats WHERE {where}", args).fetchall()
+                db.execute(f"DELETE FROM heartbeats WHERE {where}", args)
+                known.update(process_id for (process_id,) in found)
+        return [process_id for process_id in ids if process_id in known]
 
     async def heartbeats(self, *, ttl_s: float) -> list[HeartbeatView]:
         """Every process seen in the last hour: live while its own TTL runs and its last beat

@@ -1,6 +1,6 @@
 """The job queue's contract: the types and the interface both backends implement.
 
-Semantics (DESIGN.md §7): at-least-once. A job is never removed before it is acknowledged.
+Semantics: at-least-once. A job is never removed before it is acknowledged.
 ``reserve`` hands out jobs under a lease that the worker renews; a lease that lapses puts the
 job back (``requeue_expired``). Each reservation gets a new fencing ``token``; ``complete``,
 ``fail``, ``defer``, ``renew`` and ``release`` act only when the token is still the job's current
@@ -28,6 +28,21 @@ def check_positive(name: str, value: float) -> None:
     """A limit, lease or TTL given to a backend: a finite number above zero, else QueueError."""
     if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
         raise QueueError(f"{name} must be a positive number, got {value!r}")
+
+
+def check_process_ids(process_ids: Sequence[str]) -> list[str]:
+    """Process ids given to a backend, each once in the order given; raises QueueError for
+    anything that is not text a backend can store (a lone surrogate has no UTF-8 form)."""
+    out: dict[str, None] = {}
+    for process_id in process_ids:
+        if not isinstance(process_id, str):
+            raise QueueError(f"a process id is text like host:pid, got {process_id!r}")
+        try:
+            process_id.encode()
+        except UnicodeEncodeError:
+            raise QueueError(f"the process id {process_id!r} is not valid Unicode text") from None
+        out[process_id] = None
+    return list(out)
 
 
 def new_job_id() -> str:
@@ -101,6 +116,11 @@ class QueueStats:
     """Jobs in the dead-letter set."""
     oldest_waiting_age_s: float
     completed_last_minute: int
+    delayed_due: int = 0
+    """Delayed jobs whose run time has come: a timers daemon (or a worker's maintenance) moves
+    them to ready within a second or two, so a count that stays up means nothing promotes."""
+    oldest_due_age_s: float = 0.0
+    """How far past its run time the most overdue delayed job is (0 when none is due)."""
 
 
 @dataclass(frozen=True)
@@ -186,6 +206,14 @@ class QueueBackend(Protocol):
 
     async def remove_heartbeat(self, process_id: str) -> None:
         """Delete a heartbeat (on clean exit)."""
+
+    async def forget_heartbeats(
+        self, process_ids: Sequence[str], *, only_stale: bool = False
+    ) -> list[str]:
+        """Forget processes: each one's heartbeat, index entry and last record. Returns the ids
+        that were known and are forgotten, in the order given; an unknown id changes nothing.
+        With ``only_stale``, a process whose heartbeat has not lapsed is kept (checked at the
+        moment of forgetting, so a process that came back is never dropped by mistake)."""
 
     async def heartbeats(self, *, ttl_s: float) -> list[HeartbeatView]:
         """Every process seen recently: live ones, and stale ones whose key lapsed."""

@@ -1,4 +1,9 @@
-"""A process's own heartbeat: written on start and every interval, deleted on clean exit."""
+"""A process's own heartbeat: written on start and every interval, deleted on clean exit.
+
+A process that dies without a clean exit (SIGKILL, a lost machine) leaves its heartbeat to
+lapse: it is listed as stale for an hour, or until an operator forgets it
+(:func:`forget_processes`, :func:`forget_stale`).
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,15 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
 import opsctl
 from opsctl.constants import HEARTBEAT_INTERVAL_S, HEARTBEAT_TTL_S
-from opsctl.queue.base import Heartbeat, QueueBackend
+from opsctl.errors import NotFound, OpsctlError
+from opsctl.queue.base import Heartbeat, QueueBackend, check_process_ids
 
 log = logging.getLogger("opsctl.heartbeat")
 
@@ -114,3 +120,61 @@ class HeartbeatWriter:
             await asyncio.wait_for(self._queue.remove_heartbeat(self.id), REMOVE_TIMEOUT_S)
         except Exception as exc:  # the key expires by itself after its TTL
             log.debug("heartbeat not removed: %s", exc)
+
+
+_SHOWN_ID = 80  # characters of an id an error sentence shows
+
+
+def _shown(process_ids: Sequence[str]) -> str:
+    return ", ".join(
+        repr(i if len(i) <= _SHOWN_ID else i[: _SHOWN_ID - 1] + "…") for i in process_ids
+    )
+
+
+async def forget_processes(
+    queue: QueueBackend,
+    process_ids: Sequence[str],
+    *,
+    force: bool = False,
+    ttl_s: float = HEARTBEAT_TTL_S,
+) -> list[str]:
+    """Forget these processes' heartbeats; returns the ids forgotten.
+
+    All or nothing: an id no heartbeat carries raises :class:`NotFound`, and a process still
+    beating raises :class:`OpsctlError` unless ``force`` (it would beat again within seconds),
+    both naming every such id, before anything is forgotten. A process that beats again in the
+    moment between the check and the forgetting is kept and named the same way.
+    """
+    ids = check_process_ids(process_ids)
+    views = {v.heartbeat.id: v for v in await queue.heartbeats(ttl_s=ttl_s)}
+    unknown = [i for i in ids if i not in views]
+    live = [i for i in ids if i in views and views[i].live]
+    refused = [] if force else live
+    problems = []
+    if unknown:
+        problems.append(f"no process heartbeat {_shown(unknown)}")
+    if refused:
+        problems.append(
+            f"{_shown(refused)} still beating: stop the process first, or add --force"
+            " (it writes its heartbeat again at its next beat)"
+        )
+    if problems:
+        error = OpsctlError if refused else NotFound
+        raise error("; ".join(problems), hint="see: opsctl workers list --all")
+    forgotten = await queue.forget_heartbeats(ids, only_stale=not force)
+    if len(forgotten) < len(ids):
+        # Left out: gone meanwhile (a clean exit: nothing to forget), or beating again.
+        now_known = {v.heartbeat.id for v in await queue.heartbeats(ttl_s=ttl_s)}
+        kept = [i for i in ids if i not in forgotten and i in now_known]
+        if kept:
+            done = f"; forgot {_shown(forgotten)}" if forgotten else ""
+            raise OpsctlError(f"{_shown(kept)} beat again while being forgotten, so kept{done}")
+    return forgotten
+
+
+async def forget_stale(queue: QueueBackend, *, ttl_s: float = HEARTBEAT_TTL_S) -> list[str]:
+    """Forget every process whose heartbeat lapsed; one that beats again meanwhile is kept."""
+    stale = [v.heartbeat.id for v in await queue.heartbeats(ttl_s=ttl_s) if not v.live]
+    if not stale:
+        return []
+    return await queue.forget_heartbeats(stale, only_stale=True)

@@ -1,4 +1,4 @@
-"""The queue contract (DESIGN.md §7): every backend passes these, written against QueueBackend only.
+"""The queue contract: every backend passes these, written against QueueBackend only.
 
 Conventions the suite fixes for every backend:
 - Bad input to any queue method (a payload or result that is not JSON, count <= 0, lease_s <= 0,
@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import pytest
 
 from opsctl.errors import QueueError
-from opsctl.queue.base import Heartbeat, Job, NewJob, QueueBackend
+from opsctl.queue.base import Heartbeat, Job, NewJob, QueueBackend, QueueStats
 from tests.queue.conftest import QueueOpener
 
 OWNER = "test:1"
@@ -442,6 +443,34 @@ async def test_oldest_waiting_age_grows(queue: QueueBackend) -> None:
     assert (await queue.stats()).oldest_waiting_age_s == 0
 
 
+async def poll_stats(
+    queue: QueueBackend, until: Callable[[QueueStats], bool], deadline_s: float = 10
+) -> QueueStats:
+    give_up = time.monotonic() + deadline_s
+    while not until(stats := await queue.stats()):
+        assert time.monotonic() < give_up, f"not within {deadline_s} s: {stats}"
+        await asyncio.sleep(0.02)
+    return stats
+
+
+async def test_stats_count_due_delayed_jobs_and_the_most_overdue(queue: QueueBackend) -> None:
+    empty = await queue.stats()
+    assert (empty.delayed_due, empty.oldest_due_age_s) == (0, 0)
+    await queue.enqueue_many([NewJob("soon", delay_s=0.05), NewJob("later", delay_s=600)])
+    assert (await queue.stats()).delayed == 2
+    due = await poll_stats(queue, lambda s: s.delayed_due == 1 and s.oldest_due_age_s >= 0.2)
+    assert due.delayed == 2 and due.oldest_due_age_s < 5
+    # A retry due now joins them; the age stays the most overdue job's.
+    await queue.enqueue(NewJob("flaky"))
+    job = await reserve_one(queue)
+    assert await queue.fail(job, "try again", retry_at=time.time()) == "retry"
+    both = await poll_stats(queue, lambda s: s.delayed_due == 2)
+    assert both.delayed == 3 and both.oldest_due_age_s >= due.oldest_due_age_s
+    assert await queue.promote_due() == 2
+    after = await queue.stats()
+    assert (after.delayed, after.delayed_due, after.oldest_due_age_s, after.waiting) == (1, 0, 0, 2)
+
+
 # -- heartbeats -----------------------------------------------------------------------------------
 
 
@@ -488,6 +517,67 @@ async def test_heartbeats_live_stale_and_removed(queue: QueueBackend) -> None:
     views = {v.heartbeat.id: v for v in await queue.heartbeats(ttl_s=5)}
     assert set(views) == {"host-b:22", "host-a:33"}
     assert views["host-a:33"].live
+
+
+async def wait_stale(queue: QueueBackend, process_id: str, *, ttl_s: float = 5) -> None:
+    give_up = time.monotonic() + 10
+    while True:
+        views = {v.heartbeat.id: v for v in await queue.heartbeats(ttl_s=ttl_s)}
+        if process_id in views and not views[process_id].live:
+            return
+        assert time.monotonic() < give_up, views
+        await asyncio.sleep(0.02)
+
+
+async def test_forget_heartbeats_removes_every_trace_of_the_known_ones(
+    open_backend: QueueOpener,
+) -> None:
+    queue, other = await open_backend(), await open_backend()
+    started = time.time()
+    await queue.beat(Heartbeat("host-a:1", "worker", started), ttl_s=5)
+    await queue.beat(Heartbeat("host-b:2", "worker", started), ttl_s=0.05)
+    await queue.beat(Heartbeat("host-c:3", "web", started), ttl_s=0.05)
+    await wait_stale(queue, "host-b:2")
+    await wait_stale(queue, "host-c:3")
+
+    # Unknown ids are left out of the answer and change nothing; each id counts once.
+    forgotten = await other.forget_heartbeats(["nobody:9", "host-b:2", "", "host-b:2"])
+    assert forgotten == ["host-b:2"]
+    assert {v.heartbeat.id for v in await queue.heartbeats(ttl_s=5)} == {"host-a:1", "host-c:3"}
+    assert await queue.forget_heartbeats(["host-b:2"]) == []  # already gone
+    assert await queue.forget_heartbeats([]) == []
+
+    # only_stale keeps a process still beating, and forgets a lapsed one.
+    assert await queue.forget_heartbeats(["host-a:1", "host-c:3"], only_stale=True) == ["host-c:3"]
+    [kept] = await queue.heartbeats(ttl_s=5)
+    assert (kept.heartbeat.id, kept.live) == ("host-a:1", True)
+    assert await queue.forget_heartbeats(["host-a:1"]) == ["host-a:1"]
+    assert await queue.heartbeats(ttl_s=5) == []
+
+    # A forgotten process that beats again is back, whole.
+    await queue.beat(Heartbeat("host-b:2", "worker", started, processed=3), ttl_s=5)
+    [back] = await queue.heartbeats(ttl_s=5)
+    assert (back.heartbeat.id, back.live, back.heartbeat.processed) == ("host-b:2", True, 3)
+
+
+async def test_forget_heartbeats_with_hostile_ids_loses_nothing(queue: QueueBackend) -> None:
+    started = time.time()
+    for pid in range(3):
+        await queue.beat(Heartbeat(f"host:{pid}", "worker", started), ttl_s=0.05)
+    await wait_stale(queue, "host:2")
+    hostile = ["*", "host:*", "index", "last", "x" * 20_000, " host:1", "host:1\n", "%s", "'; --"]
+    assert await queue.forget_heartbeats(hostile) == []
+    assert await queue.forget_heartbeats(hostile, only_stale=True) == []
+    views = await queue.heartbeats(ttl_s=5)
+    assert sorted(v.heartbeat.id for v in views) == ["host:0", "host:1", "host:2"]
+    with pytest.raises(QueueError, match="not valid Unicode"):
+        await queue.forget_heartbeats(["host:0", "bad\udc80"])
+    assert len(await queue.heartbeats(ttl_s=5)) == 3  # refused before anything was forgotten
+    for reserved in ("index", "last", ""):
+        with pytest.raises(QueueError, match="a heartbeat needs a process id"):
+            await queue.beat(Heartbeat(reserved, "worker", started), ttl_s=5)
+    many = [f"host:{pid}" for pid in range(3)] + [f"ghost:{i}" for i in range(2500)]
+    assert await queue.forget_heartbeats(many) == ["host:0", "host:1", "host:2"]
 
 
 # -- several workers ------------------------------------------------------------------------------

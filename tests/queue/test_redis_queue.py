@@ -193,6 +193,22 @@ async def test_every_key_is_under_the_prefix_with_the_right_ttl(
 # -- waking blocked workers -----------------------------------------------------------------------
 
 
+async def test_forgetting_never_touches_the_shared_heartbeat_keys(
+    rq: RedisQueue, raw: aioredis.Redis, redis_prefix: str
+) -> None:
+    index, last = f"{redis_prefix}:hb:index", f"{redis_prefix}:hb:last"
+    await rq.beat(Heartbeat("host:1", "worker", time.time()), ttl_s=30)
+    # Even planted in the index by hand, the names of the shared keys are never processes.
+    await raw.zadd(index, {"index": 1.0, "last": 1.0})
+    await raw.hset(last, mapping={"index": "{}", "last": "{}"})
+    assert await rq.forget_heartbeats(["index", "last"]) == []
+    assert await raw.type(index) == b"zset" and await raw.type(last) == b"hash"
+    assert await raw.zscore(index, "host:1") is not None
+    assert await rq.forget_heartbeats(["host:1"]) == ["host:1"]
+    assert await raw.exists(f"{redis_prefix}:hb:host:1") == 0
+    assert await raw.zscore(index, "host:1") is None and not await raw.hexists(last, "host:1")
+
+
 async def test_wake_list_stays_bounded_and_is_cleared_when_drained(
     rq: RedisQueue, raw: aioredis.Redis, redis_prefix: str
 ) -> None:

@@ -250,3 +250,23 @@ async def test_a_closed_queue_says_so(tmp_path: Path) -> None:
     await queue.close()  # twice is fine
     with pytest.raises(QueueError, match="is closed"):
         await queue.enqueue(NewJob("k", 1))
+
+
+async def test_due_delayed_work_and_stale_heartbeats_follow_the_queues_clock(
+    tmp_path: Path,
+) -> None:
+    from opsctl.queue.base import Heartbeat
+
+    now = [2_000_000.0]
+    async with await SQLiteQueue.open(tmp_path / "queue.db", clock=lambda: now[0]) as queue:
+        await queue.enqueue_many([NewJob("k", 1, delay_s=10), NewJob("k", 2, delay_s=20)])
+        await queue.beat(Heartbeat("host:1", "worker", now[0]), ttl_s=15)
+        now[0] += 9.5
+        stats = await queue.stats()
+        assert (stats.delayed, stats.delayed_due, stats.oldest_due_age_s) == (2, 0, 0.0)
+        assert await queue.forget_heartbeats(["host:1"], only_stale=True) == []  # still live
+        now[0] += 15.5  # 25 s in: both due, the first 15 s overdue; the heartbeat expired
+        stats = await queue.stats()
+        assert (stats.delayed, stats.delayed_due, stats.oldest_due_age_s) == (2, 2, 15.0)
+        assert await queue.forget_heartbeats(["host:1"], only_stale=True) == ["host:1"]
+        assert await queue.heartbeats(ttl_s=15) == []
