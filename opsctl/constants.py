@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-# Queue semantics (DESIGN.md §7)
+# Queue semantics (opsctl/queue/base.py)
 DEFAULT_QUEUE = "default"
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_LEASE_S = 30.0
@@ -15,6 +15,8 @@ IDEMPOTENCY_TTL_S = 24 * 3600
 HEARTBEAT_INTERVAL_S = 5.0
 HEARTBEAT_TTL_S = 15.0
 HEARTBEAT_FORGET_S = 3600.0  # a stale heartbeat is listed this long, then forgotten
+HEARTBEAT_WARN_TTLS = 2  # a stale worker beside live ones warns this many TTLs after its beat
+HEARTBEAT_RESERVED_IDS = ("index", "last")  # P:hb:index and P:hb:last are not processes
 
 # Daemons
 WORKER_CONCURRENCY = 10
@@ -82,6 +84,9 @@ READINESS_PATH = "/api/health/ready"
 PRODUCTION_READY_PATH = "/api/production/ready"
 HEARTBEAT_PATH = "/api/production/queue/heartbeat"
 DEPLOY_GATE_TIMEOUT_S = 120
+DEPLOY_GATE_TIMEOUT_RANGE_S = (0.1, 3600.0)
+DEPLOY_GATE_INTERVAL_S = 2.0  # between failed rounds
+DEPLOY_GATE_INTERVAL_RANGE_S = (0.05, 600.0)
 SUPERVISOR_SOCKET = "supervisor.sock"  # in OPSCTL_DATA_DIR
 
 # Encryption keys and the rotation daemon (opsctl/crypto/, daemons/encryption_rotation.py)

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from opsctl.constants import HEARTBEAT_TTL_S, HEARTBEAT_WARN_TTLS
+
 if TYPE_CHECKING:
     from opsctl.queue.base import HeartbeatView, QueueStats
     from opsctl.settings import Settings
@@ -31,16 +33,74 @@ class CheckResult:
     checked_at: float = field(default_factory=time.time)
 
     def to_json(self, *, detailed: bool) -> dict[str, Any]:
-        """The IETF-style object; values and details only for an authenticated caller."""
-        body: dict[str, Any] = {"status": self.status, "output": self.reason}
-        if detailed:
-            if self.observed is not None:
-                body["observedValue"] = self.observed
-            if self.unit:
-                body["observedUnit"] = self.unit
-            body.update(self.details)
-            body["time"] = iso_time(self.checked_at)
+        """One element of the check's array in a health answer (draft-inadarei-api-health-check).
+
+        ``output`` only when the check warns or fails, as the draft says. Without the operator
+        token the element names its status and a generic output alone: reasons can carry
+        paths, URLs, backend and connector names. With the token: the reason, the observed
+        value and unit, the time of the reading and the check's details (which never replace
+        a field of the draft).
+        """
+        if not detailed:
+            if self.status == "pass":
+                return {"status": self.status}
+            return {"status": self.status, "output": _GENERIC_OUTPUT[self.status]}
+        body: dict[str, Any] = dict(self.details)
+        body["status"] = self.status
+        if self.status != "pass":
+            body["output"] = self.reason
+        if self.name in _COMPONENT_TYPES:
+            body["componentType"] = _COMPONENT_TYPES[self.name]
+        if self.observed is not None:
+            body["observedValue"] = self.observed
+        if self.unit:
+            body["observedUnit"] = self.unit
+        body["time"] = iso_time(self.checked_at)
         return body
+
+
+HEALTH_MEDIA_TYPE = "application/health+json"
+"""The media type of every health answer (draft-inadarei-api-health-check)."""
+
+_GENERIC_OUTPUT: dict[Status, str] = {
+    "warn": "the check warns; the operator token shows why",
+    "fail": "the check fails; the operator token shows why",
+}
+# The draft's componentType where it is plain: a store of data, or a system outside opsctl.
+_COMPONENT_TYPES = {"database": "datastore", "queue": "datastore", "secrets": "system"}
+
+
+def health_body(
+    results: Sequence[CheckResult],
+    *,
+    detailed: bool,
+    description: str,
+    version: str | None = None,
+) -> dict[str, Any]:
+    """A readiness answer: ``{"status", "checks": {name: [element, ...]}, ...}`` in the draft's
+    shape, every check an array (one element per reading; a name given twice gets two).
+
+    The top-level ``output`` is there only on warn or fail: the names of the checks not passing
+    (and, for an operator, their reasons). ``version`` is shown only to an operator.
+    """
+    status = worst(r.status for r in results)
+    body: dict[str, Any] = {"status": status}
+    if detailed and version:
+        body["version"] = version
+    body["serviceId"] = "opsctl-web"
+    body["description"] = description
+    failing = [r for r in results if r.status != "pass"]
+    if failing:
+        if detailed:
+            body["output"] = "; ".join(f"{r.name}: {r.reason}" for r in failing)
+        else:
+            body["output"] = "not passing: " + ", ".join(f"{r.name} ({r.status})" for r in failing)
+    checks: dict[str, list[dict[str, Any]]] = {}
+    for result in results:
+        checks.setdefault(result.name, []).append(result.to_json(detailed=detailed))
+    body["checks"] = checks
+    body["checkedAt"] = iso_time(max((r.checked_at for r in results), default=time.time()))
+    return body
 
 
 def iso_time(epoch: float) -> str:
@@ -71,105 +131,130 @@ class QueueSnapshot:
         return [p for p in self.processes if p.heartbeat.role == "worker"]
 
 
-def queue_checks(snapshot: QueueSnapshot, *, drain_threshold_s: float) -> list[CheckResult]:
-    """``queue`` reachable, ``workers`` alive, ``draining``, ``dead_letters`` (warn only)."""
+SQLITE_DATABASE_REASON = "the database is SQLite; production needs PostgreSQL (DATABASE_URL)"
+SQLITE_QUEUE_REASON = (
+    "the queue is the embedded SQLite one; production needs Redis (QUEUE_REDIS_URL)"
+)
+
+
+def queue_checks(
+    snapshot: QueueSnapshot,
+    *,
+    drain_threshold_s: float,
+    production: bool = False,
+    ttl_s: float = HEARTBEAT_TTL_S,
+) -> list[CheckResult]:
+    """The queue's verdict from one snapshot: must a deploy halt?
+
+    ``queue`` (the backend answers; in ``production`` the embedded SQLite queue fails),
+    ``workers`` (a live worker heartbeat), ``draining`` (no waiting job older than the
+    threshold) and ``promotion`` (no due delayed job overdue by more than the threshold) fail
+    exactly when it must. Only a condition that clears by itself warns: a stale worker beside
+    live ones, until two heartbeat TTLs (``ttl_s``) after its last beat. ``dead_letters``
+    always passes with the count: only an operator clears them.
+    """
     at = snapshot.taken_at
+    backend = {"backend": snapshot.backend}
     if snapshot.stats is None:
         reason = snapshot.error or "queue state unknown"
-        return [
-            CheckResult(
-                "queue", "fail", reason, details={"backend": snapshot.backend}, checked_at=at
-            )
-        ]
+        return [CheckResult("queue", "fail", reason, details=backend, checked_at=at)]
     stats = snapshot.stats
     rtt_ms = round((snapshot.rtt_s or 0.0) * 1000, 2)
-    results = [
-        CheckResult(
-            "queue",
-            "pass",
-            f"{snapshot.backend} queue reachable",
-            rtt_ms,
-            "ms",
-            {"backend": snapshot.backend},
-            at,
-        )
+    if production and snapshot.backend == "sqlite":
+        queue = CheckResult("queue", "fail", SQLITE_QUEUE_REASON, rtt_ms, "ms", backend, at)
+    else:
+        reachable = f"{snapshot.backend} queue reachable"
+        queue = CheckResult("queue", "pass", reachable, rtt_ms, "ms", backend, at)
+    return [
+        queue,
+        _workers_check(snapshot, ttl_s),
+        _draining_check(stats, drain_threshold_s, at),
+        _promotion_check(stats, drain_threshold_s, at),
+        _dead_letters_check(stats, at),
     ]
+
+
+def _workers_check(snapshot: QueueSnapshot, ttl_s: float) -> CheckResult:
+    at = snapshot.taken_at
     live = [w for w in snapshot.workers if w.live]
     stale = [w for w in snapshot.workers if not w.live]
+    counts = {"alive": len(live), "stale": len(stale)}
     if not live:
         why = "no worker heartbeat is fresh"
         if stale:
             why += f" ({len(stale)} stale, last seen {min(w.age_s for w in stale):.0f} s ago)"
-        results.append(
-            CheckResult(
-                "workers",
-                "fail",
-                why + "; start a worker: opsctl daemon worker",
-                0,
-                "workers",
-                checked_at=at,
-            )
+        why += "; start a worker: opsctl daemon worker"
+        return CheckResult("workers", "fail", why, 0, "workers", counts, at)
+    # A worker killed beside others lapses: it warns while that is news, then is only listed.
+    warn_until_s = HEARTBEAT_WARN_TTLS * ttl_s
+    recent = [w for w in stale if w.age_s <= warn_until_s]
+    alive = f"{len(live)} worker(s) alive"
+    if recent:
+        last = min(w.age_s for w in recent)
+        reason = (
+            f"{alive}, {len(recent)} stale (last beat {last:.0f} s ago;"
+            f" this clears {warn_until_s:.0f} s after it)"
         )
-    elif stale:
-        results.append(
-            CheckResult(
-                "workers",
-                "warn",
-                f"{len(live)} worker(s) alive, {len(stale)} stale",
-                len(live),
-                "workers",
-                checked_at=at,
-            )
-        )
-    else:
-        results.append(
-            CheckResult(
-                "workers",
-                "pass",
-                f"{len(live)} worker(s) alive",
-                len(live),
-                "workers",
-                checked_at=at,
-            )
-        )
+        return CheckResult("workers", "warn", reason, len(live), "workers", counts, at)
+    if stale:
+        alive += f"; {len(stale)} stale listed until forgotten (opsctl workers forget --stale)"
+    return CheckResult("workers", "pass", alive, len(live), "workers", counts, at)
+
+
+def _draining_check(stats: QueueStats, threshold_s: float, at: float) -> CheckResult:
     age = round(stats.oldest_waiting_age_s, 3)
-    if stats.waiting and age > drain_threshold_s:
-        results.append(
-            CheckResult(
-                "draining",
-                "fail",
-                f"oldest waiting job is {age:.0f} s old "
-                f"(threshold {drain_threshold_s:.0f} s): the queue stopped draining",
-                age,
-                "s",
-                checked_at=at,
-            )
+    if stats.waiting and age > threshold_s:
+        reason = (
+            f"oldest waiting job is {age:.0f} s old "
+            f"(threshold {threshold_s:.0f} s): the queue stopped draining"
         )
+        return CheckResult("draining", "fail", reason, age, "s", checked_at=at)
+    reason = f"{stats.waiting} waiting, oldest {age:.1f} s"
+    return CheckResult("draining", "pass", reason, age, "s", checked_at=at)
+
+
+def _promotion_check(stats: QueueStats, threshold_s: float, at: float) -> CheckResult:
+    due, overdue = stats.delayed_due, round(stats.oldest_due_age_s, 3)
+    details = {"delayed": stats.delayed, "due": due}
+    if due and overdue > threshold_s:
+        reason = (
+            f"{due} delayed job(s) due and not promoted, the oldest {overdue:.0f} s overdue:"
+            " is a timers daemon running? opsctl daemon timers"
+        )
+        return CheckResult("promotion", "fail", reason, overdue, "s", details, at)
+    if due:
+        reason = f"{due} delayed job(s) due, the oldest {overdue:.1f} s overdue"
     else:
-        results.append(
-            CheckResult(
-                "draining",
-                "pass",
-                f"{stats.waiting} waiting, oldest {age:.1f} s",
-                age,
-                "s",
-                checked_at=at,
-            )
-        )
+        reason = f"{stats.delayed} delayed, none due"
+    return CheckResult("promotion", "pass", reason, overdue, "s", details, at)
+
+
+def _dead_letters_check(stats: QueueStats, at: float) -> CheckResult:
+    # Never a warning: a strict guard would block every deploy until someone purges them.
     if stats.failed:
+        reason = f"{stats.failed} dead-lettered job(s); see opsctl queue dead"
+    else:
+        reason = "no dead-lettered jobs"
+    return CheckResult("dead_letters", "pass", reason, stats.failed, "jobs", checked_at=at)
+
+
+def heartbeat_checks(snapshot: QueueSnapshot, settings: Settings) -> list[CheckResult]:
+    """What the queue heartbeat judges: :func:`queue_checks` with the settings' threshold and
+    environment, and in production the database too (the embedded SQLite one fails)."""
+    results = queue_checks(
+        snapshot,
+        drain_threshold_s=settings.drain_threshold_s,
+        production=settings.is_production,
+    )
+    if settings.is_production and settings.database_backend == "sqlite":
         results.append(
             CheckResult(
-                "dead_letters",
-                "warn",
-                f"{stats.failed} dead-lettered job(s); see opsctl queue dead",
-                stats.failed,
-                "jobs",
-                checked_at=at,
+                "database",
+                "fail",
+                SQLITE_DATABASE_REASON,
+                details={"backend": "sqlite"},
+                checked_at=snapshot.taken_at,
             )
-        )
-    else:
-        results.append(
-            CheckResult("dead_letters", "pass", "no dead-lettered jobs", 0, "jobs", checked_at=at)
         )
     return results
 
@@ -177,7 +262,12 @@ def queue_checks(snapshot: QueueSnapshot, *, drain_threshold_s: float) -> list[C
 def heartbeat_body(
     snapshot: QueueSnapshot, results: list[CheckResult], *, detailed: bool
 ) -> dict[str, Any]:
-    """The public heartbeat contract (DESIGN.md §4); queue and worker details with the token."""
+    """The public heartbeat contract; queue and worker details only with the operator token.
+
+    ``.status`` is ``{"status", "reasons", "checkedAt"}``: the worst of ``results`` and a
+    ``name: reason`` line for each check not passing. Stale workers stay in ``workers.items``
+    (``live: false``) until forgotten, whatever the status says.
+    """
     status = worst(r.status for r in results)
     reasons = [f"{r.name}: {r.reason}" for r in results if r.status != "pass"]
     body: dict[str, Any] = {
@@ -194,6 +284,8 @@ def heartbeat_body(
         "failed": stats.failed if stats else None,
         "oldestWaitingAgeSeconds": round(stats.oldest_waiting_age_s, 3) if stats else None,
         "completedLastMinute": stats.completed_last_minute if stats else None,
+        "delayedDue": stats.delayed_due if stats else None,
+        "oldestDueAgeSeconds": round(stats.oldest_due_age_s, 3) if stats else None,
     }
     workers = snapshot.workers
     body["workers"] = {
@@ -221,24 +313,15 @@ def production_requirements(settings: Settings, results: list[CheckResult]) -> l
     """In production, the embedded SQLite database or queue turns its passing check into a fail."""
     if not settings.is_production:
         return results
-    needs = {
-        "database": (
-            "sqlite",
-            "the database is SQLite; production needs PostgreSQL (DATABASE_URL)",
-        ),
-        "queue": (
-            "sqlite",
-            "the queue is the embedded SQLite one; production needs Redis (QUEUE_REDIS_URL)",
-        ),
-    }
+    needs = {"database": SQLITE_DATABASE_REASON, "queue": SQLITE_QUEUE_REASON}
     out = []
     for result in results:
-        rule = needs.get(result.name)
-        if rule and result.status != "fail" and result.details.get("backend") == rule[0]:
+        reason = needs.get(result.name)
+        if reason and result.status != "fail" and result.details.get("backend") == "sqlite":
             result = CheckResult(
                 result.name,
                 "fail",
-                rule[1],
+                reason,
                 result.observed,
                 result.unit,
                 result.details,

@@ -33,6 +33,16 @@ _QUEUE_GAUGES = (
         "Age of the next job to run, from when it became ready.",
     ),
     ("completed_last_minute", "completed_last_minute", "Jobs completed in the last minute."),
+    (
+        "delayed_due",
+        "delayed_due",
+        "Delayed jobs whose run time has come, not yet moved to ready (timers promote them).",
+    ),
+    (
+        "oldest_due_age_s",
+        "delayed_overdue_seconds",
+        "How far past its run time the most overdue delayed job is (0 when none is due).",
+    ),
 )
 _LIMITER_COUNTERS = (
     ("admitted", "admitted_total", "counter", "Requests the shared rate limiter admitted."),
@@ -117,6 +127,18 @@ def render(snapshot: QueueSnapshot, keys: Mapping[str, Any] | None = None) -> st
                 ({"state": "stale"}, sum(1 for w in workers if not w.live)),
             ],
         )
+        # Every role, stale ones included: a process that died long ago no longer changes the
+        # heartbeat's status, so this is where it shows until it is forgotten.
+        by_role: dict[tuple[str, str], int] = {}
+        for view in snapshot.processes:
+            key = (view.heartbeat.role or "unknown", "alive" if view.live else "stale")
+            by_role[key] = by_role.get(key, 0) + 1
+        page.family(
+            "opsctl_processes",
+            "gauge",
+            "Processes seen through their heartbeats, by role and state (stale until forgotten).",
+            [({"role": role, "state": state}, n) for (role, state), n in sorted(by_role.items())],
+        )
         page.family(
             "opsctl_worker_in_flight",
             "gauge",
@@ -174,7 +196,7 @@ async def _key_status(store: Store | None) -> Mapping[str, Any] | None:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus scrape endpoint (DESIGN.md §4)."""
+    """Prometheus scrape endpoint; the operator token whenever one is configured."""
     require_operator(request)
     snapshot = await snapshot_queue(request.app.get(QUEUE), request.app[SETTINGS], rate_limits=True)
     keys = await _key_status(request.app.get(STORE))
@@ -190,7 +212,8 @@ OPENAPI_PATHS: dict[str, Any] = {
             "summary": "Prometheus metrics: queue gauges, workers, shared rate limiter counters",
             "description": "Prometheus text exposition format 0.0.4. `opsctl_queue_*` gauges "
             "(waiting, delayed, active, dead_letters, oldest_waiting_age_seconds, "
-            "completed_last_minute, up), `opsctl_workers{state}`, and per connector "
+            "completed_last_minute, delayed_due, delayed_overdue_seconds, up), "
+            "`opsctl_workers{state}`, `opsctl_processes{role,state}`, and per connector "
             "`opsctl_rate_limit_{admitted,delayed,refused,throttled,pauses}_total` and "
             "`opsctl_rate_limit_paused_seconds`. Operator token required when configured "
             "(always in production).",

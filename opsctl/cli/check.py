@@ -1,4 +1,4 @@
-"""``opsctl check queue``: backend reachable, workers alive, queue draining, from settings alone."""
+"""``opsctl check queue``: the heartbeat's queue verdict, from settings alone (no web daemon)."""
 
 from __future__ import annotations
 
@@ -15,13 +15,18 @@ app = typer.Typer(help="Health checks that need no web daemon.", no_args_is_help
 
 @app.command("queue")
 def queue_cmd(as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False) -> None:
-    """Check the queue backend, worker heartbeats and draining (exit 1 on fail)."""
-    from opsctl.queue.reader import read_queue_once  # as the deploy gate reads it
+    """Check the queue as the heartbeat does: backend, workers, draining, promotion.
+
+    Exit 1 when a check fails (a deploy must halt); warnings and dead letters exit 0.
+    """
+    from opsctl.gate.reader import read_queue_once  # as the deploy gate reads it
     from opsctl.verdict import checks_json, queue_checks, worst
 
     settings = settings_from_env()
     snapshot = read_queue_once(settings)
-    results = queue_checks(snapshot, drain_threshold_s=settings.drain_threshold_s)
+    results = queue_checks(
+        snapshot, drain_threshold_s=settings.drain_threshold_s, production=settings.is_production
+    )
     status = worst(r.status for r in results)
     if as_json:
         print_json(

@@ -1,15 +1,21 @@
-"""``opsctl status``, ``opsctl restart`` and ``opsctl stop``: talk to a running ``opsctl up``."""
+"""``opsctl status`` (the fleet, with or without ``opsctl up``), ``opsctl restart`` and
+``opsctl stop`` (which talk to a running ``opsctl up``)."""
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from opsctl.cli._checks import paint, render_checks
 from opsctl.cli._common import JSON_HELP, print_json, settings_from_env
 from opsctl.topology import TOPOLOGY
 
 if TYPE_CHECKING:
+    from opsctl.queue.base import HeartbeatView
+    from opsctl.supervisor.core import ProcessInfo
     from opsctl.verdict import QueueSnapshot
 
 JsonFlag = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
@@ -22,42 +28,68 @@ _ACTION_TIMEOUT_S = max(p.kill_timeout_s for p in TOPOLOGY) + 15
 
 
 def status_cmd(as_json: JsonFlag = False) -> None:
-    """Show each supervised process: state, pid, uptime, restarts, CPU and memory.
+    """Show the fleet: supervised processes, every heartbeat, the queue and its verdict.
 
-    Below them, the queue and every process heartbeat (workers on other machines too).
-    Exits 1 when no `opsctl up` runs for this data directory.
+    Under `opsctl up`, its processes first (state, pid, uptime, restarts, CPU, memory). Under
+    PM2, systemd or a platform there is no supervisor: the fleet is read from the heartbeats and
+    the queue alone (workers on other machines too). The verdict is the heartbeat's own: exit 1
+    when it fails (or a supervised process is `failed`), 0 when it passes or warns.
     """
-    from opsctl.queue.reader import read_queue_once
+    from opsctl.errors import ConfigError
+    from opsctl.gate.reader import read_queue_once
     from opsctl.supervisor.control import SupervisorNotRunning, socket_path, status
+    from opsctl.verdict import checks_json, queue_checks, worst
 
     settings = settings_from_env()
     path = socket_path(settings.data_dir)
     snapshot = read_queue_once(settings)
-    try:
+    results = queue_checks(
+        snapshot, drain_threshold_s=settings.drain_threshold_s, production=settings.is_production
+    )
+    verdict = worst(r.status for r in results)
+    about: dict[str, Any] | None = None
+    infos: list[ProcessInfo] = []
+    # No supervisor is no error: PM2, systemd and platforms supervise without one. A data
+    # directory too long for a socket (ConfigError) cannot have one either.
+    with contextlib.suppress(SupervisorNotRunning, ConfigError):
         about, infos = status(path)
-    except SupervisorNotRunning:
-        if as_json:
-            print_json(
-                {"supervisor": None, "socket": str(path), "processes": [], **_fleet_json(snapshot)}
-            )
-            raise typer.Exit(1) from None
-        _print_fleet(snapshot)
-        raise
+    failed = [info.name for info in infos if info.state == "failed"]
     if as_json:
         print_json(
             {
                 "supervisor": about,
+                "socket": str(path),
                 "processes": [info.to_json() for info in infos],
                 **_fleet_json(snapshot),
+                "status": verdict,
+                "checks": checks_json(results),
             }
         )
-        return
+    else:
+        if about is None:
+            typer.echo(
+                f"no `opsctl up` supervisor runs for data directory {settings.data_dir}:"
+                " the fleet from its heartbeats and the queue\n"
+            )
+        else:
+            _print_supervised(about, infos)
+        _print_fleet(snapshot)
+        typer.echo("")
+        render_checks(results)
+        if failed:
+            typer.echo(f"supervised process(es) failed: {', '.join(failed)} (opsctl restart NAME)")
+        sys.stdout.write(f"fleet: {paint(verdict, sys.stdout)}\n")
+    if verdict == "fail" or failed:
+        raise typer.Exit(1)
+
+
+def _print_supervised(about: dict[str, Any], infos: list[ProcessInfo]) -> None:
     rows = [
         [
             info.name,
             info.state,
             str(info.pid) if info.pid else "-",
-            _age(info.uptime_s),
+            age_text(info.uptime_s),
             str(info.restarts),
             f"{info.cpu_percent:.1f}%" if info.cpu_percent is not None else "-",
             _size(info.memory_bytes),
@@ -65,12 +97,11 @@ def status_cmd(as_json: JsonFlag = False) -> None:
         ]
         for info in infos
     ]
-    _table(["PROCESS", "STATE", "PID", "UPTIME", "RESTARTS", "CPU", "MEMORY", "NOTE"], rows)
+    print_table(["PROCESS", "STATE", "PID", "UPTIME", "RESTARTS", "CPU", "MEMORY", "NOTE"], rows)
     typer.echo(
-        f"\nsupervisor pid {about['pid']}, up {_age(about.get('uptime_s'))},"
+        f"\nsupervisor pid {about['pid']}, up {age_text(about.get('uptime_s'))},"
         f" control socket {about['socket']}\n"
     )
-    _print_fleet(snapshot)
 
 
 def _fleet_json(snapshot: QueueSnapshot) -> dict[str, Any]:
@@ -86,6 +117,8 @@ def _fleet_json(snapshot: QueueSnapshot) -> dict[str, Any]:
             "failed": stats.failed,
             "oldestWaitingAgeSeconds": round(stats.oldest_waiting_age_s, 3),
             "completedLastMinute": stats.completed_last_minute,
+            "delayedDue": stats.delayed_due,
+            "oldestDueAgeSeconds": round(stats.oldest_due_age_s, 3),
         },
         "queueError": snapshot.error,
         "heartbeats": [
@@ -98,9 +131,13 @@ def _fleet_json(snapshot: QueueSnapshot) -> dict[str, Any]:
                 "processed": v.heartbeat.processed,
                 "version": v.heartbeat.version,
             }
-            for v in snapshot.processes
+            for v in _sorted(snapshot)
         ],
     }
+
+
+def _sorted(snapshot: QueueSnapshot) -> list[HeartbeatView]:
+    return sorted(snapshot.processes, key=lambda v: (v.heartbeat.role, v.heartbeat.id))
 
 
 def _print_fleet(snapshot: QueueSnapshot) -> None:
@@ -109,8 +146,9 @@ def _print_fleet(snapshot: QueueSnapshot) -> None:
     if stats is None:
         typer.echo(f"queue ({snapshot.backend}): unavailable: {snapshot.error}")
         return
+    due = f", {stats.delayed_due} of them due" if stats.delayed_due else ""
     typer.echo(
-        f"queue ({stats.backend}): {stats.waiting} waiting, {stats.delayed} delayed,"
+        f"queue ({stats.backend}): {stats.waiting} waiting, {stats.delayed} delayed{due},"
         f" {stats.active} active, {stats.failed} dead; oldest waiting"
         f" {stats.oldest_waiting_age_s:.1f}s; {stats.completed_last_minute} done in the last minute"
     )
@@ -123,14 +161,16 @@ def _print_fleet(snapshot: QueueSnapshot) -> None:
             v.heartbeat.id,
             v.heartbeat.role,
             "live" if v.live else "stale",
-            _age(v.age_s) + " ago",
+            age_text(v.age_s) + " ago",
             str(v.heartbeat.in_flight),
             str(v.heartbeat.processed),
             v.heartbeat.version,
         ]
-        for v in sorted(snapshot.processes, key=lambda v: (v.heartbeat.role, v.heartbeat.id))
+        for v in _sorted(snapshot)
     ]
-    _table(["HEARTBEAT", "ROLE", "STATE", "LAST SEEN", "IN FLIGHT", "PROCESSED", "VERSION"], rows)
+    print_table(
+        ["HEARTBEAT", "ROLE", "STATE", "LAST SEEN", "IN FLIGHT", "PROCESSED", "VERSION"], rows
+    )
 
 
 def restart_cmd(target: Target, as_json: JsonFlag = False) -> None:
@@ -159,13 +199,15 @@ def _act(op: str, target: str, as_json: bool) -> None:
         typer.echo(f"{proc['name']}: {proc['state']}{pid}")
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> None:
+def print_table(headers: list[str], rows: list[list[str]]) -> None:
+    """Left-aligned columns under their headers, two spaces apart."""
     widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
     for row in [headers, *rows]:
         typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
-def _age(seconds: float | None) -> str:
+def age_text(seconds: float | None) -> str:
+    """``42s``, ``3m05s``, ``2h10m``, ``4d03h``; ``-`` when unknown."""
     if seconds is None:
         return "-"
     s = int(seconds)
