@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+import opsctl
 from daemons.web.connectors import CATALOG
 from daemons.web.keys import QUEUE, SECRETS, SETTINGS, STORE
 from daemons.web.middleware import has_operator_token
@@ -17,27 +18,36 @@ from opsctl.health import (
     check_registry,
     run_checks,
 )
-from opsctl.verdict import CheckResult, iso_time, worst
+from opsctl.verdict import HEALTH_MEDIA_TYPE, CheckResult, health_body, worst
 
 routes = web.RouteTableDef()
 
+READY_DESCRIPTION = "readiness of the opsctl web daemon: definitions, OAuth, database, queue"
 
-def health_response(results: list[CheckResult], *, detailed: bool) -> web.Response:
-    """200 on pass or warn, 503 on fail; details only for an operator."""
-    status = worst(r.status for r in results)
-    body: dict[str, Any] = {
-        "status": status,
-        "checks": {r.name: r.to_json(detailed=detailed) for r in results},
-        "checkedAt": iso_time(max((r.checked_at for r in results), default=0.0)),
-    }
+
+def health_json(body: dict[str, Any], *, status: int = 200) -> web.Response:
+    """A health answer: ``application/health+json``, never cached (200, or 503 on fail)."""
     return web.json_response(
-        body, status=503 if status == "fail" else 200, headers={"Cache-Control": "no-store"}
+        body,
+        status=status,
+        content_type=HEALTH_MEDIA_TYPE,
+        headers={"Cache-Control": "no-store"},
     )
+
+
+def health_response(
+    results: list[CheckResult], *, detailed: bool, description: str = READY_DESCRIPTION
+) -> web.Response:
+    """200 on pass or warn, 503 on fail; details only for an operator."""
+    body = health_body(
+        results, detailed=detailed, description=description, version=opsctl.__version__
+    )
+    return health_json(body, status=503 if worst(r.status for r in results) == "fail" else 200)
 
 
 @routes.get("/api/health/live")
 async def live(request: web.Request) -> web.Response:
-    return web.json_response({"status": "pass"}, headers={"Cache-Control": "no-store"})
+    return health_json({"status": "pass"})
 
 
 @routes.get("/api/health/ready")

@@ -71,7 +71,9 @@ def has_operator_token(request: web.Request) -> bool:
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer" or not given:
         return False
-    return hmac.compare_digest(given.strip().encode(), expected.encode())
+    # aiohttp keeps the bytes of a header that is not UTF-8 as surrogates: compare those bytes
+    # (a plain encode() would raise, and a hostile header would answer 500).
+    return hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"), expected.encode())
 
 
 def require_operator(request: web.Request) -> None:

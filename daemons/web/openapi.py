@@ -11,19 +11,28 @@ from aiohttp import web
 
 import opsctl
 from daemons.web import connectors, executions, metrics, status
+from opsctl.verdict import HEALTH_MEDIA_TYPE
 
 routes = web.RouteTableDef()
 
 _CHECK = {
     "type": "object",
-    "required": ["status", "output"],
+    "description": "One reading of a check (draft-inadarei-api-health-check). Without the "
+    "operator token only `status` and, on warn or fail, a generic `output`; with it the "
+    "reason, the observed value and unit, the time of the reading and the check's details.",
+    "required": ["status"],
     "properties": {
         "status": {"$ref": "#/components/schemas/Status"},
-        "output": {"type": "string", "description": "why the check has this status"},
+        "output": {"type": "string", "description": "why the check warns or fails"},
+        "componentType": {"enum": ["component", "datastore", "system"]},
         "observedValue": {"description": "what the check measured (with the operator token)"},
         "observedUnit": {"type": "string"},
         "time": {"type": "string", "format": "date-time"},
     },
+    # The draft: output in case of warn or fail, omitted on pass.
+    "if": {"properties": {"status": {"const": "pass"}}},
+    "then": {"not": {"required": ["output"]}},
+    "else": {"required": ["output"]},
 }
 
 _HEALTH = {
@@ -31,12 +40,30 @@ _HEALTH = {
     "required": ["status", "checks", "checkedAt"],
     "properties": {
         "status": {"$ref": "#/components/schemas/Status"},
+        "version": {"type": "string", "description": "opsctl's version (with the operator token)"},
+        "serviceId": {"type": "string"},
+        "description": {"type": "string"},
+        "output": {"type": "string", "description": "the checks that warn or fail"},
         "checks": {
             "type": "object",
-            "additionalProperties": {"$ref": "#/components/schemas/Check"},
+            "description": "Each check by name: an array of its readings",
+            "additionalProperties": {
+                "type": "array",
+                "minItems": 1,
+                "items": {"$ref": "#/components/schemas/Check"},
+            },
         },
         "checkedAt": {"type": "string", "format": "date-time"},
     },
+    "if": {"properties": {"status": {"const": "pass"}}},
+    "then": {"not": {"required": ["output"]}},
+    "else": {"required": ["output"]},
+}
+
+_LIVE = {
+    "type": "object",
+    "required": ["status"],
+    "properties": {"status": {"const": "pass"}},
 }
 
 
@@ -64,6 +91,14 @@ _HEARTBEAT = {
                 "failed": _COUNT,
                 "oldestWaitingAgeSeconds": {"type": ["number", "null"]},
                 "completedLastMinute": _COUNT,
+                "delayedDue": {
+                    **_COUNT,
+                    "description": "delayed jobs whose run time has come (the promotion check)",
+                },
+                "oldestDueAgeSeconds": {
+                    "type": ["number", "null"],
+                    "description": "how far past its run time the most overdue delayed job is",
+                },
             },
         },
         "workers": {
@@ -116,21 +151,39 @@ def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _health_json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """A health answer's response: the draft's media type."""
+    return {"description": description, "content": {HEALTH_MEDIA_TYPE: {"schema": schema}}}
+
+
+def _answering(ref: str, *statuses: str, inner: bool = False) -> dict[str, Any]:
+    """The schema ``ref`` whose status (``.status.status`` when ``inner``) is one of these:
+    200 answers pass or warn, 503 answers fail."""
+    status: dict[str, Any] = {"enum": list(statuses)}
+    if inner:
+        status = {"type": "object", "properties": {"status": status}}
+    return {"allOf": [{"$ref": ref}, {"properties": {"status": status}}]}
+
+
 def _health_op(summary: str) -> dict[str, Any]:
-    ref = {"$ref": "#/components/schemas/Health"}
+    ref = "#/components/schemas/Health"
     return {
         "get": {
             "summary": summary,
             "security": [{}, {"bearer": []}],
             "responses": {
-                "200": _json("pass or warn; details only with the operator token", ref),
-                "503": _json("fail: at least one check failed", ref),
+                "200": _health_json(
+                    "pass or warn; details only with the operator token",
+                    _answering(ref, "pass", "warn"),
+                ),
+                "503": _health_json("fail: at least one check failed", _answering(ref, "fail")),
             },
         }
     }
 
 
 def build_spec() -> dict[str, Any]:
+    heartbeat = "#/components/schemas/Heartbeat"
     return {
         "openapi": "3.1.0",
         "info": {
@@ -142,7 +195,7 @@ def build_spec() -> dict[str, Any]:
             "/api/health/live": {
                 "get": {
                     "summary": "Liveness: 200 while the event loop runs",
-                    "responses": {"200": _json("alive", {"type": "object"})},
+                    "responses": {"200": _health_json("alive", _LIVE)},
                 }
             },
             "/api/health/ready": _health_op(
@@ -158,8 +211,10 @@ def build_spec() -> dict[str, Any]:
                     " Without the operator token only `status` is returned.",
                     "security": [{}, {"bearer": []}],
                     "responses": {
-                        "200": _json("pass or warn", {"$ref": "#/components/schemas/Heartbeat"}),
-                        "503": _json("fail", {"$ref": "#/components/schemas/Heartbeat"}),
+                        "200": _health_json(
+                            "pass or warn", _answering(heartbeat, "pass", "warn", inner=True)
+                        ),
+                        "503": _health_json("fail", _answering(heartbeat, "fail", inner=True)),
                     },
                 }
             },

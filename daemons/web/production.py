@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from daemons.web.health import health_response
+from daemons.web.health import health_json, health_response
 from daemons.web.keys import QUEUE, SECRETS, SETTINGS, STORE
 from daemons.web.middleware import has_operator_token
 from opsctl.health import (
@@ -15,22 +15,32 @@ from opsctl.health import (
     run_checks,
     snapshot_queue,
 )
-from opsctl.verdict import CheckResult, heartbeat_body, production_requirements, queue_checks, worst
+from opsctl.verdict import (
+    CheckResult,
+    heartbeat_body,
+    heartbeat_checks,
+    production_requirements,
+    worst,
+)
 
 routes = web.RouteTableDef()
+
+PRODUCTION_DESCRIPTION = (
+    "production readiness of the opsctl web daemon: database, queue, secrets, keys"
+)
 
 
 @routes.get("/api/production/queue/heartbeat")
 async def queue_heartbeat(request: web.Request) -> web.Response:
-    """``.status.status`` is ``pass``, ``warn`` or ``fail``; 503 on fail (DESIGN.md §4)."""
+    """``.status.status`` is pass, warn or fail; 503 on fail (docs/operations/monitoring.md)."""
     settings = request.app[SETTINGS]
     detailed = has_operator_token(request)
     # The limiter's counters are details: anonymous polls (platforms, curl guards) skip them.
     snapshot = await snapshot_queue(request.app.get(QUEUE), settings, rate_limits=detailed)
-    results = queue_checks(snapshot, drain_threshold_s=settings.drain_threshold_s)
+    results = heartbeat_checks(snapshot, settings)
     body = heartbeat_body(snapshot, results, detailed=detailed)
     status = 503 if worst(r.status for r in results) == "fail" else 200
-    return web.json_response(body, status=status, headers={"Cache-Control": "no-store"})
+    return health_json(body, status=status)
 
 
 @routes.get("/api/production/ready")
@@ -49,4 +59,6 @@ async def production_ready(request: web.Request) -> web.Response:
         ]
     )
     results = production_requirements(settings, results)
-    return health_response(results, detailed=has_operator_token(request))
+    return health_response(
+        results, detailed=has_operator_token(request), description=PRODUCTION_DESCRIPTION
+    )

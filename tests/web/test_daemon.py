@@ -8,9 +8,11 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -81,6 +83,32 @@ async def test_in_flight_request_finishes_during_drain(make_settings: SettingsFa
     with pytest.raises(aiohttp.ClientConnectionError):
         async with aiohttp.ClientSession() as http:
             await http.get(f"http://127.0.0.1:{port}/api/health/live")
+
+
+def _get(url: str, **headers: str) -> tuple[int, str, Any]:
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, resp.headers.get_content_type(), json.load(resp)
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.headers.get_content_type(), json.load(exc)
+
+
+def test_health_answers_are_health_json_from_the_process(
+    daemons: Callable[..., Daemon], tmp_path: Path
+) -> None:
+    """The installed command's answers: the draft's media type on 200 and on 503 alike."""
+    token = "operator-token-0123456789abcdef"
+    _, base = start_web(daemons, tmp_path, OPSCTL_API_TOKEN=token)
+    auth = {"Authorization": f"Bearer {token}"}
+    assert _get(f"{base}/api/health/live") == (200, "application/health+json", {"status": "pass"})
+    status, kind, ready = _get(f"{base}/api/health/ready", **auth)
+    assert (status, kind, ready["status"]) == (200, "application/health+json", "warn")
+    assert all(isinstance(check, list) for check in ready["checks"].values())
+    # No worker runs beside this web process: the heartbeat fails, 503.
+    status, kind, beat = _get(f"{base}/api/production/queue/heartbeat")
+    assert (status, kind, beat["status"]["status"]) == (503, "application/health+json", "fail")
 
 
 def test_text_logs_when_asked(daemons: Callable[..., Daemon], tmp_path: Path) -> None:
