@@ -1,5 +1,6 @@
-"""How a daemon holds its queue: where it is, whether this environment may use it, and
-living through its outages (one line when lost, one when back)."""
+"""How a daemon holds its queue: where it is, and living through its outages (one line when
+lost, one when back). Whether this environment may use it is the preflight's question
+(:mod:`opsctl.preflight`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 import time
 
 from opsctl.constants import BACKEND_RETRY_MAX_S, BACKEND_RETRY_MIN_S
-from opsctl.errors import ConfigError, OpsctlError
+from opsctl.errors import OpsctlError
 from opsctl.settings import Settings, redact_url
 
 
@@ -16,23 +17,6 @@ def queue_address(settings: Settings) -> str:
     if settings.queue_backend == "redis":
         return f"Redis {redact_url(settings.queue_redis_url)}"
     return f"SQLite {settings.queue_sqlite_path}"
-
-
-def require_production_backends(settings: Settings, *, database: bool = False) -> None:
-    """In production the queue must be Redis (and the database PostgreSQL, when used):
-    the embedded SQLite files are for development only (DESIGN.md §2)."""
-    if not settings.is_production:
-        return
-    if settings.queue_backend != "redis":
-        raise ConfigError(
-            "OPSCTL_ENV=production needs QUEUE_REDIS_URL (or QUEUE_REDIS_HOST): "
-            "the embedded SQLite queue is for development only"
-        )
-    if database and settings.database_backend != "postgresql":
-        raise ConfigError(
-            "OPSCTL_ENV=production needs DATABASE_URL to name PostgreSQL: "
-            "the embedded SQLite database is for development only"
-        )
 
 
 class Outage:

@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Iterable
 from typing import NoReturn
 
-from daemons._queue import require_production_backends
 from daemons._signals import ShutdownSignal
 from opsctl.constants import (
     MASTER_KEY_RELOAD_S,
@@ -26,13 +25,14 @@ from opsctl.constants import (
     ROTATION_RECOUNT_S,
     ROTATION_RESCAN_S,
 )
-from opsctl.crypto import Keyring, key_usage, open_keyring, rotate_key
+from opsctl.crypto import Keyring, MasterKeyError, key_usage, open_keyring, rotate_key
 from opsctl.crypto.keys import rows_waiting
 from opsctl.crypto.master import master_key_source
 from opsctl.crypto.rotation import Reencryptor, load_pass
 from opsctl.entry import run_entry
 from opsctl.errors import OpsctlError
 from opsctl.logs import configure_logging
+from opsctl.preflight import run_preflight
 from opsctl.queue import QueueBackend, connect_queue
 from opsctl.queue.heartbeat import Activity, HeartbeatWriter
 from opsctl.settings import Settings, load_settings
@@ -281,6 +281,17 @@ class EncryptionRotation:
             while not stop.is_set():
                 try:
                     await self.tick(store, keyring, stop)
+                except MasterKeyError as exc:
+                    # Another process made a data key under a master key this one lacks: touch
+                    # nothing (no rewrap, no rotation, no row moved) until the keys agree again.
+                    if not self._failing:
+                        log.error(
+                            "%s; rotating, rewrapping and re-encrypting nothing until this "
+                            "process's master key unwraps the active data key",
+                            exc,
+                        )
+                    self._failing = True
+                    delay = min(RETRY_MAX_S, delay * 2)
                 except OpsctlError as exc:
                     if not self._failing:
                         log.error("rotation pass failed: %s; retrying", exc)
@@ -351,8 +362,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
     def body() -> int:
         settings = load_settings()
+        run_preflight(settings)
         configure_logging(settings)
-        require_production_backends(settings, database=True)
         asyncio.run(serve(create_rotation(settings, batch=args.batch, interval_s=args.interval)))
         return 0
 

@@ -14,12 +14,13 @@ import time
 from collections.abc import Callable
 from typing import NoReturn
 
-from daemons._queue import Outage, queue_address, require_production_backends
+from daemons._queue import Outage, queue_address
 from daemons._signals import ShutdownSignal
 from opsctl.constants import DEFAULT_QUEUE, SCHEDULER_INTERVAL_S
 from opsctl.entry import run_entry
 from opsctl.errors import QueueError
 from opsctl.logs import configure_logging
+from opsctl.preflight import run_preflight
 from opsctl.queue import QueueBackend, connect_queue
 from opsctl.queue.heartbeat import Activity, HeartbeatWriter
 from opsctl.schedules import enqueue_due
@@ -137,8 +138,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
     def body() -> int:
         settings = load_settings()
+        run_preflight(settings)
         configure_logging(settings)
-        require_production_backends(settings, database=True)
         asyncio.run(serve(create_scheduler(settings, interval_s=args.interval)))
         return 0
 

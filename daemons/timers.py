@@ -11,11 +11,12 @@ import contextlib
 import logging
 from typing import NoReturn
 
-from daemons._queue import Outage, queue_address, require_production_backends
+from daemons._queue import Outage, queue_address
 from daemons._signals import ShutdownSignal
 from opsctl.constants import DEFAULT_QUEUE, TIMERS_BATCH, TIMERS_INTERVAL_S
 from opsctl.entry import run_entry
 from opsctl.logs import configure_logging
+from opsctl.preflight import run_preflight
 from opsctl.queue import QueueBackend, connect_queue
 from opsctl.queue.heartbeat import Activity, HeartbeatWriter
 from opsctl.settings import Settings, load_settings
@@ -143,8 +144,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
     def body() -> int:
         settings = load_settings()
+        run_preflight(settings)
         configure_logging(settings)
-        require_production_backends(settings)
         asyncio.run(serve(create_timers(settings, queue=args.queue, interval_s=args.interval)))
         return 0
 

@@ -11,7 +11,6 @@ import argparse
 import asyncio
 from typing import NoReturn
 
-from daemons._queue import require_production_backends
 from daemons._signals import ShutdownSignal
 from daemons._worker import Worker, WorkerOptions
 from opsctl.constants import (
@@ -25,6 +24,7 @@ from opsctl.constants import (
 from opsctl.entry import run_entry
 from opsctl.errors import UsageError
 from opsctl.logs import configure_logging
+from opsctl.preflight import run_preflight
 from opsctl.queue import QueueBackend
 from opsctl.queue.kinds import KindRegistry, import_kind_modules, registry
 from opsctl.settings import Settings, load_settings
@@ -122,8 +122,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
     def body() -> int:
         settings = load_settings()
+        run_preflight(settings)
         configure_logging(settings)
-        require_production_backends(settings)
         if args.lease < 1:
             raise UsageError(f"--lease must be at least 1 s, got {args.lease:g}")
         import_kind_modules([*settings.job_modules, *args.modules])

@@ -406,12 +406,15 @@ async def check_oauth(
 
 
 async def check_keys(settings: Settings, store: Store | None) -> CheckResult:
-    """The master key can be read and the keyring has a current active data key.
+    """The master key can be read, the active data key unwraps under it, and it is current.
 
-    ``fail`` when the master key is missing or unreadable; ``warn`` when no data key exists
-    yet (the first one is made on first use) or the active one is past its maximum age (is
-    the encryption-rotation daemon running?).
+    ``fail`` when the master key is missing or unreadable, or when the active data key was
+    wrapped by another master key (a process started with another ``OPSCTL_MASTER_KEY_REF``, or
+    another dev keyring file, on the same database: it could not read a stored credential);
+    ``warn`` when no data key exists yet (the first one is made on first use) or the active one
+    is past its maximum age (is the encryption-rotation daemon running?).
     """
+    from opsctl.crypto import MasterKeyError, check_active_key
     from opsctl.crypto.keys import key_status
     from opsctl.crypto.master import master_key_source
 
@@ -422,7 +425,9 @@ async def check_keys(settings: Settings, store: Store | None) -> CheckResult:
     except OpsctlError as exc:
         return CheckResult("keys", "fail", exc.message)
     try:
-        masters = await asyncio.wait_for(source.master_keys(), CHECK_TIMEOUT_S)
+        proof = await asyncio.wait_for(
+            check_active_key(store, settings, source=source), CHECK_TIMEOUT_S
+        )
         status = await asyncio.wait_for(key_status(store), CHECK_TIMEOUT_S)
     except TimeoutError:
         return CheckResult(
@@ -431,13 +436,17 @@ async def check_keys(settings: Settings, store: Store | None) -> CheckResult:
             f"the master key ({source.description}) was not read within {CHECK_TIMEOUT_S:.0f} s",
         )
     except OpsctlError as exc:
-        return CheckResult("keys", "fail", f"master key ({source.description}): {exc.message}")
+        reason = exc.message
+        if not isinstance(exc, MasterKeyError) and source.description not in reason:
+            reason = f"master key ({source.description}): {reason}"  # the provider failed
+        return CheckResult("keys", "fail", reason, details={"masterKey": source.description})
     finally:
         await source.close()
     details = {
         "masterKey": source.description,
-        "masterKeys": len(masters),
+        "masterKeys": proof.masters,
         "activeKey": status["active"],
+        "activeKeyUnwraps": proof.active is not None,
         "pendingRows": status["pending"],
     }
     active = next((k for k in status["keys"] if k["id"] == status["active"]), None)
@@ -458,7 +467,7 @@ async def check_keys(settings: Settings, store: Store | None) -> CheckResult:
             "days",
             details,
         )
-    reason = f"active key {status['active']}, {age_days} days old"
+    reason = f"active key {status['active']}, {age_days} days old, unwraps under this master key"
     if status["pending"]:
         reason += f"; {status['pending']} row(s) still on older keys (rotation under way)"
     return CheckResult("keys", "pass", reason, age_days, "days", details)

@@ -88,13 +88,15 @@ async def _queue_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _keyring_ctx(app: web.Application) -> AsyncIterator[None]:
     """The keyring of stored credentials (OAuth tokens). A web daemon without one still serves
     health and the registry; what needs it answers 503 with KEYRING_ERROR's reason."""
-    from opsctl.crypto import open_keyring
+    from opsctl.crypto import MasterKeyError, open_keyring
     from opsctl.errors import OpsctlError
 
     try:
         keyring = await open_keyring(app[STORE], app[SETTINGS])
     except OpsctlError as exc:
-        log.warning("stored credentials are unavailable: %s", exc)
+        # A wrong master key is the operator's to fix; readiness (the keys check) fails on it.
+        report = log.error if isinstance(exc, MasterKeyError) else log.warning
+        report("stored credentials are unavailable: %s", exc)
         app[KEYRING_ERROR] = str(exc)
         yield
         return

@@ -16,6 +16,7 @@ from opsctl.constants import WEB_DRAIN_DEADLINE_S
 from opsctl.entry import run_entry
 from opsctl.errors import OpsctlError
 from opsctl.logs import configure_logging
+from opsctl.preflight import run_preflight
 from opsctl.settings import Settings, load_settings
 
 log = logging.getLogger("opsctl.web")
@@ -73,6 +74,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
             settings = settings.with_overrides(host=args.host)
         if args.port is not None:
             settings = settings.with_overrides(port=args.port)
+        run_preflight(settings)
         configure_logging(settings)
         asyncio.run(serve(settings))
         return 0

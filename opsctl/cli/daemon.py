@@ -25,7 +25,18 @@ from opsctl.constants import (
     WORKER_MAINTENANCE_S,
 )
 
-app = typer.Typer(help="Run one bundled daemon in the foreground.", no_args_is_help=True)
+EPILOG = (
+    "In production (OPSCTL_ENV=production) each daemon checks at start, before it opens"
+    " anything, that QUEUE_REDIS_URL (or QUEUE_REDIS_HOST), a PostgreSQL DATABASE_URL,"
+    " OPSCTL_API_TOKEN and OPSCTL_MASTER_KEY_REF are set, and names every one missing."
+    "\n\n"
+    "Exit status: 0 after a clean stop (SIGTERM or SIGINT: drained), 1 when Redis or the"
+    " database cannot be reached at start, 2 for bad options or configuration."
+)
+
+app = typer.Typer(
+    help="Run one bundled daemon in the foreground.", epilog=EPILOG, no_args_is_help=True
+)
 
 
 def exec_daemon(module: str, args: list[str]) -> None:

@@ -67,14 +67,36 @@ def _console(*, stderr: bool = False) -> Any:
     return Console(stderr=stderr, soft_wrap=False, width=None if stream.isatty() else 240)
 
 
+async def _status(store: Store, settings: Settings, now: float) -> dict[str, Any]:
+    """The keys' status, and whether this process's master key unwraps the active key."""
+    from opsctl.crypto import check_active_key, key_status
+    from opsctl.errors import OpsctlError
+
+    result = await key_status(store, now=now)
+    result["active_key_unwraps"] = None
+    result["problem"] = None
+    try:
+        proof = await check_active_key(store, settings)
+    except OpsctlError as exc:
+        result["active_key_unwraps"] = False if result["active"] else None
+        result["problem"] = exc.message
+    else:
+        result["active_key_unwraps"] = True if proof.active is not None else None
+    return result
+
+
 @app.command("status")
 def status_cmd(as_json: JsonFlag = False) -> None:
-    """Each data key: state, rows it encrypts, age; the active key and rows still to move."""
-    from opsctl.crypto import key_status
+    """Each data key: state, rows it encrypts, age; the active key and rows still to move.
 
+    Also proves that this process's master key unwraps the active data key: when it does not
+    (another OPSCTL_MASTER_KEY_REF or dev keyring file than the one the keys were made under),
+    or the master key cannot be read, the status is printed, the reason follows on stderr and
+    the exit status is 1.
+    """
     settings = settings_from_env()
     now = time.time()
-    result = _run(settings, lambda store: key_status(store, now=now))
+    result = _run(settings, lambda store: _status(store, settings, now))
     max_age_s = settings.key_max_age_days * 86_400
     active = next((k for k in result["keys"] if k["state"] == "active"), None)
     result["master_key"] = _master_description(settings)
@@ -84,6 +106,7 @@ def status_cmd(as_json: JsonFlag = False) -> None:
     )
     if as_json:
         print_json(result)
+        _fail_on_problem(result)
         return
     from rich.table import Table
 
@@ -93,6 +116,7 @@ def status_cmd(as_json: JsonFlag = False) -> None:
         console.print(
             "no data keys yet: the first is created on first use (or by: opsctl keys rotate)"
         )
+        _fail_on_problem(result)
         return
     table = Table(show_edge=False, pad_edge=False)
     for column in ("key", "state", "rows", "age", "created", "activated", "retired"):
@@ -108,7 +132,12 @@ def status_cmd(as_json: JsonFlag = False) -> None:
             _when(key["retired_at"]),
         )
     console.print(table)
-    console.print(f"active key: {result['active'] or 'none'}")
+    unwraps = ""
+    if result["active_key_unwraps"] is True:
+        unwraps = " (unwraps under this master key)"
+    elif result["active_key_unwraps"] is False:
+        unwraps = " ([red]does not unwrap under this master key[/red])"
+    console.print(f"active key: {result['active'] or 'none'}{unwraps}")
     pending = result["pending"]
     rotation = result["rotation"]
     if pending:
@@ -125,6 +154,13 @@ def status_cmd(as_json: JsonFlag = False) -> None:
             f"next automatic rotation: {_when(result['next_rotation_at'])} "
             f"(OPSCTL_KEY_MAX_AGE_DAYS={settings.key_max_age_days:g})"
         )
+    _fail_on_problem(result)
+
+
+def _fail_on_problem(result: dict[str, Any]) -> None:
+    """Exit 1 with the reason when the master key did not prove to unwrap the active key."""
+    if result["problem"]:
+        raise CheckFailed(result["problem"])
 
 
 async def _daemon_alive(settings: Settings) -> bool | None:

@@ -13,9 +13,15 @@ from opsctl.settings import load_settings, read_env_file
 from opsctl.topology import TOPOLOGY, plan
 
 EPILOG = (
+    "Before starting anything, opsctl up checks the configuration once: in production Redis,"
+    " PostgreSQL, OPSCTL_API_TOKEN and OPSCTL_MASTER_KEY_REF must be set; and the configured"
+    " Redis must answer and the database accept a connection, within a few seconds. A process"
+    " that exits with code 2 (a configuration error) is not restarted: it is marked failed."
+    "\n\n"
     "Exit status: 0 after a clean stop (every process drained in time), 130 or 143 when a"
     " process had to be killed after Ctrl-C or SIGTERM, 1 when every process failed,"
-    " 2 for bad options or configuration."
+    " 2 for bad options or configuration: the check before the start failed, or every"
+    " process failed on a configuration error (exit code 2)."
 )
 
 
@@ -52,6 +58,7 @@ def up_cmd(
     """
     import asyncio
 
+    from opsctl.preflight import run_preflight
     from opsctl.supervisor import Printer, Supervisor, check_port, default_program, run
     from opsctl.supervisor.control import claim, socket_path
 
@@ -67,6 +74,9 @@ def up_cmd(
     if on_terminal and not environ.get("OPSCTL_LOG_FORMAT"):
         child_env["OPSCTL_LOG_FORMAT"] = "text"
 
+    # Once, before anything starts: a configuration error is one line and exit 2 here, not a
+    # crash loop of every child.
+    run_preflight(settings, reachability=True)
     control_path = socket_path(settings.data_dir)
     claim(control_path)  # refuse early: a second supervisor on this data dir, or too long a path
     urls = []

@@ -202,31 +202,55 @@ class Keyring:
         return changed
 
     def _unwrap(self, key: DataKey, wrapped: str) -> None:
+        try:
+            material = self.unwrap(key, wrapped)
+        except MasterKeyError as exc:
+            self._unusable[key.id] = exc
+            return
+        self._aeads[key.id] = AESGCM(material)
+        self._materials[key.id] = material
+        self._unusable.pop(key.id, None)
+
+    def unwrap(self, key: DataKey, wrapped: str, *, label: str = "data key") -> bytes:
+        """The material of ``key`` (its ``wrapped_key`` column) under this keyring's master
+        keys; :class:`MasterKeyError` saying why not (``label`` names the key in it)."""
         master = next((m for m in self.masters if m.id == key.master_key_id), None)
         if master is None:
-            self._unusable[key.id] = MasterKeyError(
-                f"data key {key.id} is wrapped under master key {key.master_key_id}, but the "
-                f"master key from {self.source.description} is {self.master.id}: wrong master key",
+            held = ", ".join(m.id for m in self.masters)
+            plural = "s" if len(self.masters) > 1 else ""
+            raise MasterKeyError(
+                f"{label} {key.id} was wrapped by another master key ({key.master_key_id}): "
+                f"this process's {self.source.description}, master key{plural} {held}, cannot "
+                "unwrap it; every process must share one master key",
                 hint="point OPSCTL_MASTER_KEY_REF (or the dev keyring file) at the master key "
                 "this database was set up with",
             )
-            return
         try:
             parsed = envelope.parse(wrapped)
             aead = AESGCM(master.material)
             material = envelope.open_envelope(aead, parsed, _wrap_binding(key.id))
         except DecryptionFailed:
-            self._unusable[key.id] = MasterKeyError(
-                f"data key {key.id} does not unwrap under master key {master.id}: its wrapped "
+            raise MasterKeyError(
+                f"{label} {key.id} does not unwrap under master key {master.id}: its wrapped "
                 "material in encryption_keys was altered"
-            )
-            return
+            ) from None
         if len(material) != envelope.KEY_BYTES:
-            self._unusable[key.id] = MasterKeyError(f"data key {key.id} is not 256 bits long")
-            return
-        self._aeads[key.id] = AESGCM(material)
-        self._materials[key.id] = material
-        self._unusable.pop(key.id, None)
+            raise MasterKeyError(f"{label} {key.id} is not 256 bits long")
+        return material
+
+    async def verify_active(self, db: Queryable) -> DataKey | None:
+        """Prove that the active data key unwraps under this keyring's master keys, reading
+        its row alone (no other key, no second look at the master key source) and keeping
+        nothing: the check behind readiness and ``opsctl keys status``. Return the key (None:
+        the database has none yet); raise :class:`MasterKeyError` saying why it does not."""
+        row = await db.fetchrow(
+            f"SELECT {_KEY_COLUMNS} FROM encryption_keys WHERE state = $1 LIMIT 1", ACTIVE
+        )
+        if row is None:
+            return None
+        key = _data_key(row)
+        self.unwrap(key, row["wrapped_key"], label="the active data key")
+        return key
 
     def require_active(self) -> str:
         """The active key id; :class:`CryptoError` when the database has none yet."""

@@ -1,6 +1,6 @@
 """Where the master key comes from: a secret reference in production, a file in development.
 
-``OPSCTL_MASTER_KEY_REF`` (e.g. ``aws:prod/opsctl#master_key``) names a secret holding 32
+``OPSCTL_MASTER_KEY_REF`` (e.g. ``aws:prod/opsctl/master-key``) names a secret holding 32
 random bytes, in base64 or hex (``openssl rand -base64 32``). With it unset, and only outside
 production, ``<data dir>/keyring.json`` (mode 0600, created on first use) holds one.
 
@@ -74,7 +74,7 @@ def master_key_source(
     if settings.is_production:
         raise ConfigError(
             f"{VARIABLE} must be set when OPSCTL_ENV=production",
-            hint="a secret reference such as aws:prod/opsctl#master_key; " + _KEY_HINT,
+            hint="a secret reference such as aws:prod/opsctl/master-key; " + _KEY_HINT,
         )
     return KeyringFile(settings.data_dir / KEYRING_FILE)
 

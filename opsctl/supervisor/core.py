@@ -2,6 +2,8 @@
 
 Every child runs in its own session and process group, so a signal reaches the whole group and
 a Ctrl-C at the terminal reaches only the supervisor, which then stops the children in order.
+A child that exits with code 2 reported a configuration error: starting it again cannot help,
+so it is marked failed at once, with its last line as the reason.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any, Literal
 
 import psutil
 
-from opsctl.errors import UsageError
+from opsctl.errors import EXIT_USAGE, UsageError
 from opsctl.supervisor.events import (
     Event,
     LogLine,
@@ -37,6 +39,7 @@ Sink = Callable[[Event], None]
 LINE_LIMIT = 1024 * 1024  # a longer line is dropped with a note, not buffered without bound
 _READER_GRACE_S = 1.0  # output still arriving after the child exited (its own children)
 _LAUNCH_WAIT_S = 10.0  # how long a start or restart waits to report the new pid
+_REASON_LINE_LIMIT = 500  # characters of a child's last line kept in a failure's reason
 
 
 def describe_exit(returncode: int) -> str:
@@ -91,6 +94,8 @@ class _Instance:
     quick_exits: int = 0  # exits within start_seconds in a row, for FATAL
     exit_code: int | None = None
     reason: str | None = None
+    config_error: bool = False  # failed because it exited 2: only a fix of the settings helps
+    last_line: str | None = None  # the last non-blank line it wrote, for a failure's reason
     wanted: bool = False
     task: asyncio.Task[None] | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -174,6 +179,11 @@ class Supervisor:
         """True when nothing runs or waits to restart and at least one instance failed."""
         states = [inst.state for inst in self._instances.values()]
         return "failed" in states and all(s in ("failed", "stopped") for s in states)
+
+    def all_config_errors(self) -> bool:
+        """True when at least one instance failed and every failed one exited with code 2."""
+        failed = [inst for inst in self._instances.values() if inst.state == "failed"]
+        return bool(failed) and all(inst.config_error for inst in failed)
 
     def failures(self) -> list[str]:
         return [
@@ -294,6 +304,8 @@ class Supervisor:
         inst.wanted = True
         inst.crashes = inst.quick_exits = 0
         inst.reason = None
+        inst.config_error = False
+        inst.last_line = None
         inst.wake = asyncio.Event()
         inst.launched = asyncio.Event()
         inst.task = asyncio.create_task(self._run(inst), name=f"supervise {inst.name}")
@@ -362,6 +374,9 @@ class Supervisor:
             )
             if requested:
                 break
+            if returncode == EXIT_USAGE:
+                self._fail(inst, _config_reason(inst.last_line), config_error=True)
+                return
             if uptime >= policy.stable_after_s:
                 inst.crashes = 0
             inst.crashes += 1
@@ -427,14 +442,28 @@ class Supervisor:
             if not line:
                 return
             text = line.decode("utf-8", "replace").rstrip("\r\n")
+            if text.strip():
+                inst.last_line = text
             self.emit(LogLine(inst.name, text, self._wall()))
 
-    def _fail(self, inst: _Instance, reason: str) -> None:
+    def _fail(self, inst: _Instance, reason: str, *, config_error: bool = False) -> None:
         inst.wanted = False
         inst.reason = reason
+        inst.config_error = config_error
         self._set_state(inst, "failed")
         inst.launched.set()
-        self.emit(ProcessFailed(inst.name, reason, self._wall()))
+        self.emit(ProcessFailed(inst.name, reason, self._wall(), config_error=config_error))
+
+
+def _config_reason(last_line: str | None) -> str:
+    """Why a child that exited 2 is not restarted: the exit, then what it said last."""
+    reason = f"exited with code {EXIT_USAGE}, a configuration error"
+    if last_line is None:
+        return f"{reason}, without a word of output"
+    said = last_line.strip()
+    if len(said) > _REASON_LINE_LIMIT:
+        said = said[: _REASON_LINE_LIMIT - 1] + "…"
+    return f"{reason}: {said}"
 
 
 def _signal_group(pgid: int, sig: int) -> None:

@@ -43,12 +43,14 @@ class ProcessRestarting:
 
 @dataclass(frozen=True)
 class ProcessFailed:
-    """A child crashed at start too often and is left stopped (FATAL) until restarted by hand."""
+    """A child is left stopped (FATAL) until restarted by hand: it crashed at start too often,
+    or it exited with code 2 (``config_error``), which no restart can fix."""
 
     kind: ClassVar[str] = "failed"
     process: str
     reason: str
     at: float
+    config_error: bool = False
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,13 @@ def describe(event: Event) -> str:
             return f"{name} {how} with {describe_exit(rc)} after {_duration(uptime)}"
         case ProcessRestarting(process=name, delay_s=delay, attempt=attempt):
             return f"{name} restarting in {delay:.3g} s (crash {attempt} in a row)"
+        case ProcessFailed(process=name, reason=reason, config_error=True):
+            ptype = name.rsplit(".", 1)[0]
+            return (
+                f"{name} failed: {reason}; not restarting it, as the same configuration"
+                f" would fail again (fix the configuration, then run `opsctl up` again, or"
+                f" `opsctl restart {ptype}` when the fix is in a file it reads)"
+            )
         case ProcessFailed(process=name, reason=reason):
             return (
                 f"{name} failed: {reason}; not restarting it"

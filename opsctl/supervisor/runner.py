@@ -2,7 +2,8 @@
 
 Exit codes: 0 after a clean stop (every child drained within its kill timeout, whether Ctrl-C,
 SIGTERM or a platform asked); 130 (SIGINT) or 143 (SIGTERM) when the stop had to kill — a child
-outlived its kill timeout, or a second signal escalated; 1 when every process failed.
+outlived its kill timeout, or a second signal escalated; 1 when every process failed; 2 when
+every process failed and each on a configuration error (it exited with code 2).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import socket
 import sys
 from pathlib import Path
 
-from opsctl.errors import OpsctlError
+from opsctl.errors import ConfigError, OpsctlError
 from opsctl.supervisor.control import control_server
 from opsctl.supervisor.core import Supervisor
 from opsctl.topology import PROGRAM
@@ -61,9 +62,13 @@ async def run(supervisor: Supervisor, *, control_path: Path | None = None) -> in
         for sig in SIGNALS:
             loop.remove_signal_handler(sig)
     if failed:
-        raise OpsctlError(
-            "every process failed, so opsctl up stopped: " + "; ".join(supervisor.failures())
-        )
+        failures = "; ".join(supervisor.failures())
+        if supervisor.all_config_errors():
+            raise ConfigError(
+                f"every process failed on a configuration error, so opsctl up stopped: {failures}",
+                hint="fix the configuration, then run opsctl up again",
+            )
+        raise OpsctlError(f"every process failed, so opsctl up stopped: {failures}")
     if received and supervisor.forced:
         return 128 + received[0]
     return 0

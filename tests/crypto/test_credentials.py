@@ -137,7 +137,7 @@ async def test_wrong_master_key_changes_nothing(
 
     wrong = KeyringFile(missing.path)
     await wrong.master_keys()  # another valid master key
-    with pytest.raises(MasterKeyError, match="wrong master key") as caught:
+    with pytest.raises(MasterKeyError, match="was wrapped by another master key") as caught:
         await open_keyring(store, store_settings, source=wrong)
     assert caught.value.exit_code == 2
     assert keyring.master.id in str(caught.value)
@@ -217,7 +217,7 @@ async def test_master_key_from_the_file_provider_with_escrow(
     new = os.urandom(32)
     stored["opsctl"]["master_key"] = base64.b64encode(new).decode()
     secrets.write_text(json.dumps(stored))
-    with pytest.raises(MasterKeyError, match="wrong master key"):
+    with pytest.raises(MasterKeyError, match="was wrapped by another master key"):
         await open_keyring(store, settings)  # a process started now cannot unwrap k2 yet
     assert await running.reload_masters(fresh=True)
     assert await running.rewrap(store) == ["k1", "k2"]

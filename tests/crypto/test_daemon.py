@@ -229,7 +229,7 @@ async def test_the_daemon_refuses_a_wrong_or_missing_master_key(
     keyring_file.rename(saved)
     other = KeyringFile(keyring_file)
     await other.master_keys()  # a valid file holding another master key
-    for problem in ("wrong master key", "does not exist"):
+    for problem in ("was wrapped by another master key", "does not exist"):
         daemon = daemons("daemon", "encryption-rotation", env=_env(store_settings))
         daemon.proc.wait(30)
         assert daemon.proc.returncode == 2, daemon.output

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from opsctl.errors import OpsctlError
+from opsctl.errors import ConfigError, OpsctlError
 from opsctl.supervisor import (
     Event,
     LogLine,
@@ -28,6 +28,7 @@ from opsctl.supervisor import (
     control,
     event_from_json,
     event_to_json,
+    run,
 )
 from opsctl.topology import TOPOLOGY, ProcessType, RestartPolicy
 from tests._support import clean_env
@@ -96,6 +97,95 @@ async def test_a_crashing_process_restarts_with_growing_delays_then_fails() -> N
     [info] = supervisor.snapshot()
     assert (info.state, info.pid, info.restarts, info.exit_code) == ("failed", None, 4, 3)
     assert supervisor.failures() == [f"crasher.1 ({failed.reason})"]
+
+
+CONFIG_ERROR = (
+    "import sys\n"
+    "print('starting', flush=True)\n"
+    "print('opsctl daemon x: error: QUEUE_REDIS_URL must be set', file=sys.stderr, flush=True)\n"
+    "print('   ', flush=True)\n"  # a blank line after it is not the reason
+    "sys.exit(2)\n"
+)
+
+
+async def test_a_child_that_exits_2_is_failed_at_once_with_its_last_line() -> None:
+    table = (row("confused", CONFIG_ERROR), row("fine", SLEEPER))
+    supervisor, events = make(table, {"confused": 1, "fine": 1})
+    await supervisor.start_all()
+    await until(lambda: any(isinstance(e, ProcessFailed) for e in events))
+    assert not [e for e in events if isinstance(e, ProcessRestarting)]  # never restarted
+    assert len([e for e in events if isinstance(e, ProcessStarted)]) == 2  # one each
+    [failed] = [e for e in events if isinstance(e, ProcessFailed)]
+    assert failed.process == "confused.1" and failed.config_error
+    assert failed.reason == (
+        "exited with code 2, a configuration error: opsctl daemon x: error: QUEUE_REDIS_URL"
+        " must be set"
+    )
+    infos = {i.name: i for i in supervisor.snapshot()}
+    assert (infos["confused.1"].state, infos["confused.1"].exit_code) == ("failed", 2)
+    assert infos["confused.1"].restarts == 0
+    assert infos["fine.1"].state in ("starting", "running")  # the others keep running
+    assert not supervisor.all_failed()
+    await supervisor.shutdown()
+
+
+async def test_exit_2_without_output_and_a_long_last_line() -> None:
+    silent = row("silent", "import sys; sys.exit(2)")
+    chatty = row("chatty", "import sys; print('x' * 5000, flush=True); sys.exit(2)")
+    supervisor, events = make((silent, chatty), {"silent": 1, "chatty": 1})
+    await supervisor.start_all()
+    await until(supervisor.all_failed)
+    reasons = {e.process: e.reason for e in events if isinstance(e, ProcessFailed)}
+    assert (
+        reasons["silent.1"] == "exited with code 2, a configuration error, without a word of output"
+    )
+    assert len(reasons["chatty.1"]) < 600 and reasons["chatty.1"].endswith("x…")
+    assert supervisor.all_config_errors()
+
+
+async def test_up_exits_2_when_every_process_failed_on_its_configuration() -> None:
+    supervisor, _ = make((row("confused", CONFIG_ERROR, instances=2),), {"confused": 2})
+    with pytest.raises(ConfigError) as caught:
+        await asyncio.wait_for(run(supervisor), 15)
+    assert caught.value.exit_code == 2
+    assert str(caught.value).startswith(
+        "every process failed on a configuration error, so opsctl up stopped: confused.1"
+        " (exited with code 2, a configuration error: opsctl daemon x: error: QUEUE_REDIS_URL"
+        " must be set); confused.2 ("
+    )
+    assert str(caught.value).endswith("(fix the configuration, then run opsctl up again)")
+
+
+async def test_up_exits_1_when_one_of_the_failures_is_a_crash() -> None:
+    table = (row("confused", CONFIG_ERROR), row("crasher", "import sys; sys.exit(3)"))
+    supervisor, _ = make(table, {"confused": 1, "crasher": 1})
+    with pytest.raises(OpsctlError) as caught:
+        await asyncio.wait_for(run(supervisor), 30)
+    assert caught.value.exit_code == 1 and not isinstance(caught.value, ConfigError)
+    assert "crasher.1 (exited with code 3 within 5 s of starting, 5 times in a row)" in str(
+        caught.value
+    )
+
+
+async def test_a_restart_gives_a_config_failure_a_new_chance(tmp_path: Path) -> None:
+    """The fix may be in a file the child reads: `opsctl restart TYPE` tries it again."""
+    flag = tmp_path / "fixed"
+    code = (
+        "import pathlib, sys, time\n"
+        f"if not pathlib.Path({str(flag)!r}).exists():\n"
+        "    print('error: not configured', flush=True); sys.exit(2)\n"
+        "print('up', flush=True); time.sleep(60)\n"
+    )
+    supervisor, events = make((row("app", code),), {"app": 1})
+    await supervisor.start_all()
+    await until(supervisor.all_failed)
+    flag.touch()
+    [info] = await supervisor.restart("app")
+    assert info.state in ("starting", "running") and info.reason is None
+    assert info.restarts == 1
+    await until(lambda: any(isinstance(e, LogLine) and e.text == "up" for e in events))
+    assert not supervisor.all_config_errors()
+    await supervisor.shutdown()
 
 
 async def test_a_process_that_cannot_be_executed_fails_at_once(tmp_path: Path) -> None:
@@ -257,6 +347,7 @@ def test_events_round_trip_through_json() -> None:
         ProcessExited("web.1", 12, -9, 3.5, True, 2.0),
         ProcessRestarting("web.1", 1.5, 2, 3.0),
         ProcessFailed("web.1", "boom", 4.0),
+        ProcessFailed("web.1", "exited with code 2, a configuration error: x", 4.5, True),
         LogLine("web.1", "hello", 5.0),
         Notice("stopping", 6.0),
     ]
@@ -273,14 +364,19 @@ def test_printer_prefixes_lines_and_colours_only_when_asked() -> None:
     printer(LogLine("web.1", "listening", at))
     printer(ProcessRestarting("web.1", 2.25, 3, at))
     printer(ProcessExited("web.1", 7, -15, 61.0, True, at))
-    printer(ProcessFailed("web.1", "exited with code 2", at))
+    printer(ProcessFailed("web.1", "exited with code 3", at))
+    printer(ProcessFailed("worker.2", "exited with code 2, a configuration error: x", at, True))
     assert plain.getvalue().splitlines() == [
         "12:34:56 worker.12 | job done",
         "12:34:56 web.1     | listening",
         "12:34:56 system    | web.1 restarting in 2.25 s (crash 3 in a row)",
         "12:34:56 system    | web.1 stopped with signal SIGTERM after 1 min 1 s",
-        "12:34:56 system    | web.1 failed: exited with code 2; not restarting it"
+        "12:34:56 system    | web.1 failed: exited with code 3; not restarting it"
         " (fix the cause, then `opsctl restart web.1`)",
+        "12:34:56 system    | worker.2 failed: exited with code 2, a configuration error: x;"
+        " not restarting it, as the same configuration would fail again (fix the"
+        " configuration, then run `opsctl up` again, or `opsctl restart worker` when the fix"
+        " is in a file it reads)",
     ]
     coloured = io.StringIO()
     Printer(coloured, ["web.1"], colour=True)(LogLine("web.1", "hi", at))

@@ -9,7 +9,7 @@ import signal
 import socket
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -210,29 +210,174 @@ def test_a_port_in_use_is_one_line(short_dir: Path) -> None:
     )
 
 
-def test_a_daemon_that_exits_at_once_is_marked_failed_with_one_line(up: UpFactory) -> None:
+WORKER_SAYS = (
+    "opsctl daemon worker: error: job module 'no_such_module' cannot be found (check the name"
+    " and PYTHONPATH (--import / OPSCTL_JOB_MODULES))"
+)
+
+
+def test_a_daemon_that_exits_2_is_failed_at_once_and_up_exits_2(up: UpFactory) -> None:
+    """The worker refuses a job module that does not exist (exit 2): restarting it with the
+    same configuration cannot help, so it is not restarted, and up says why."""
     running = up(
-        "--only", "worker", "--scale", "worker=1", env={"OPSCTL_JOB_MODULES": "no_such_module"}
+        "--only", "worker", "--scale", "worker=2", env={"OPSCTL_JOB_MODULES": "no_such_module"}
     )
-    assert running.wait(60) == 1, running.output
+    assert running.wait(30) == 2, running.output
     out = running.output
-    assert out.count("worker.1 restarting in") == 3
-    assert "worker.1 failed: exited with code 2" in out
+    assert "restarting in" not in out
+    assert out.count(" started (pid ") == 2  # each started once
+    reason = f"exited with code 2, a configuration error: {WORKER_SAYS}"
+    assert f"worker.1 failed: {reason}; not restarting it" in out
+    assert "fix the configuration, then run `opsctl up` again" in out
+    assert "`opsctl restart worker.1`" not in out
     last = out.strip().splitlines()[-1]
     assert last == (
-        "opsctl: error: every process failed, so opsctl up stopped: worker.1 (exited with"
-        " code 2 within 10 s of starting, 4 times in a row)"
+        "opsctl: error: every process failed on a configuration error, so opsctl up stopped:"
+        f" worker.1 ({reason}); worker.2 ({reason}) (fix the configuration, then run opsctl up"
+        " again)"
     )
+    assert processes_with_env("OPSCTL_DATA_DIR", running.data_dir) == []
+
+
+def test_a_child_that_exits_2_beside_healthy_ones_is_left_failed(up: UpFactory) -> None:
+    running = up("--only", "worker,timers", env={"OPSCTL_JOB_MODULES": "no_such_module"})
+    running.wait_output("worker.1 failed: exited with code 2, a configuration error")
+    deadline = time.monotonic() + 20
+    while True:
+        # `opsctl status` exits 1 here (no worker is alive); its JSON still lists the processes.
+        shown = running.opsctl("status", "--json")
+        procs = {p["name"]: p for p in json.loads(shown.stdout)["processes"]}
+        if procs["timers.1"]["pid"]:
+            break
+        assert time.monotonic() < deadline, procs
+        time.sleep(0.1)
+    worker = procs["worker.1"]
+    assert (worker["state"], worker["pid"], worker["restarts"], worker["exit_code"]) == (
+        "failed",
+        None,
+        0,
+        2,
+    )
+    assert worker["reason"] == f"exited with code 2, a configuration error: {WORKER_SAYS}"
+    assert running.proc.poll() is None  # the timers keep running under up
+    running.signal(signal.SIGTERM)
+    assert running.wait(KILL_TIMEOUT_S + 5) == 0, running.output
+    assert "restarting in" not in running.output
+
+
+def _nothing_started(data_dir: Path) -> None:
+    assert processes_with_env("OPSCTL_DATA_DIR", str(data_dir)) == []
+    assert not (data_dir / "supervisor.sock").exists()
+    assert not (data_dir / "queue.db").exists()  # no embedded queue, so no heartbeat
+
+
+def test_up_with_an_unreachable_redis_gives_up_within_10_s_with_one_line(
+    short_dir: Path,
+) -> None:
+    data_dir = short_dir / "data"
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    env = {"OPSCTL_DATA_DIR": str(data_dir), "QUEUE_REDIS_URL": url, "PORT": str(free_port())}
+    started = time.monotonic()
+    result = run_opsctl("up", env=env, cwd=short_dir, timeout=30)
+    assert time.monotonic() - started < 10
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"opsctl: error: cannot reach Redis at {url}: Connection refused (check QUEUE_REDIS_URL"
+        " and that Redis runs)"
+    ]
+    assert result.stdout == ""
+    _nothing_started(data_dir)
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts connections and never says a word (a hung server)."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        yield server.getsockname()[1]
+
+
+def test_up_with_servers_that_never_answer_gives_up_within_10_s(
+    short_dir: Path, silent_port: int
+) -> None:
+    data_dir = short_dir / "data"
+    env = {
+        "OPSCTL_DATA_DIR": str(data_dir),
+        "QUEUE_REDIS_URL": f"redis://:hunter2@127.0.0.1:{silent_port}/0",
+        "DATABASE_URL": f"postgresql://postgres:hunter2@127.0.0.1:{silent_port}/opsctl",
+        "PORT": str(free_port()),
+    }
+    started = time.monotonic()
+    result = run_opsctl("up", env=env, cwd=short_dir, timeout=30)
+    assert time.monotonic() - started < 10
+    assert result.returncode == 2
+    line = one_line(result.stderr)
+    assert line.startswith("opsctl: error: 2 configuration problems: (1) Redis at redis://:***@")
+    assert f"(2) PostgreSQL at 127.0.0.1:{silent_port}/opsctl did not answer" in line
+    assert "hunter2" not in result.stderr
+    _nothing_started(data_dir)
+
+
+@pytest.mark.parametrize(
+    ("database_url", "message"),
+    [
+        ("postgresql://postgres@127.0.0.1:{port}/opsctl", "cannot reach PostgreSQL at 127.0.0.1:"),
+        (
+            "postgresql://postgres@127.0.0.1:5432/opsctl_no_such_db",
+            "PostgreSQL database 'opsctl_no_such_db' does not exist",
+        ),
+        ("sqlite:///{dir}/a-file/opsctl.db", "cannot create the SQLite database in"),
+    ],
+)
+def test_up_with_a_database_that_refuses_is_one_line_and_exit_2(
+    short_dir: Path, database_url: str, message: str
+) -> None:
+    (short_dir / "a-file").write_text("not a directory")
+    data_dir = short_dir / "data"
+    url = database_url.format(port=free_port(), dir=short_dir)
+    env = {"OPSCTL_DATA_DIR": str(data_dir), "DATABASE_URL": url, "PORT": str(free_port())}
+    result = run_opsctl("up", env=env, cwd=short_dir, timeout=30)
+    assert result.returncode == 2
+    line = one_line(result.stderr)
+    assert line.startswith(f"opsctl: error: {message}") and "DATABASE_URL" in line, line
+    assert result.stdout == ""
+    _nothing_started(data_dir)
+
+
+def test_up_in_production_checks_the_configuration_before_starting(short_dir: Path) -> None:
+    data_dir = short_dir / "data"
+    env = {
+        "OPSCTL_ENV": "production",
+        "OPSCTL_API_TOKEN": "t" * 32,
+        "OPSCTL_DATA_DIR": str(data_dir),
+        "PORT": str(free_port()),
+    }
+    result = run_opsctl("up", env=env, cwd=short_dir, timeout=30)
+    assert result.returncode == 2
+    line = one_line(result.stderr)
+    assert line.startswith("opsctl: error: 3 configuration problems: (1) QUEUE_REDIS_URL"), line
+    assert "(2) DATABASE_URL must name PostgreSQL" in line
+    assert "(3) OPSCTL_MASTER_KEY_REF must be set" in line
+    _nothing_started(data_dir)
+    assert not data_dir.exists()
+
+
+def test_up_help_documents_the_exit_status() -> None:
+    result = run_opsctl("up", "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.replace("│", " ").split())
+    assert "is not restarted: it is marked failed" in text
+    assert "2 for bad options or configuration: the check before the start failed" in text
 
 
 def test_status_restart_and_stop_without_a_supervisor(short_dir: Path) -> None:
     env = {"OPSCTL_DATA_DIR": str(short_dir)}
+    # Without a supervisor, status reads the fleet from the heartbeats: no worker, exit 1.
     status = run_opsctl("status", env=env, cwd=short_dir)
-    assert status.returncode == 1
-    assert one_line(status.stderr) == (
-        f"opsctl: error: no supervisor is running for data directory {short_dir}"
-        " (start one with `opsctl up`)"
-    )
+    assert status.returncode == 1, status.stdout + status.stderr
+    assert status.stdout.startswith("no `opsctl up` supervisor runs for data directory")
+    assert status.stdout.rstrip().endswith("fleet: fail") and status.stderr == ""
     as_json = run_opsctl("status", "--json", env=env, cwd=short_dir)
     assert as_json.returncode == 1
     assert json.loads(as_json.stdout)["supervisor"] is None
