@@ -1,15 +1,19 @@
-"""Benchmark of issue 4's targets: CLI start-up, the deploy gate, and the heartbeat endpoint.
+"""Benchmark of issue 14's targets: CLI start-up, the deploy gate, and the heartbeat endpoint.
 
     .venv/bin/python bench/health.py [--runs 15] [--redis-url redis://127.0.0.1:6379/0] [--json]
-                                     [--opsctl /path/to/a/wheel/install/bin/opsctl]
+                                     [--opsctl PATH] [--before PATH]
 
 Measured side by side in one run, the commands of a group taking turns run by run, and
 reported as medians (a noisy shared machine then weighs on all of them alike):
-- ``python -c "import json"`` (the floor), ``opsctl --version`` and ``opsctl --help``;
+- ``opsctl --version`` and ``opsctl --help``;
 - ``opsctl deploy-gate`` against a healthy local stack (web, worker, timers on Redis), with and
-  without ``--canary``, beside ``bench/_gate_floor.py``: the same three network exchanges and
-  nothing else, the least any gate in Python could take;
+  without ``--canary``; the canary's own round trip is read from the gate's ``--json`` report,
+  so the command's cost beyond it can be told apart;
 - the heartbeat endpoint under ``wrk`` (2 connections, 2 threads, 10 s), when wrk is installed.
+
+``--before`` names a second install (an earlier checkout's ``.venv/bin/opsctl``) whose
+commands take turns with this one's, against the same stack: the before and after figures
+of one run.
 """
 
 from __future__ import annotations
@@ -28,11 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _stack import OPSCTL, stack
 
+TARGETS_MS = {"gate": 500.0, "help": 300.0}
+HEARTBEAT_TARGET = {"requests_per_s": 2000.0, "p99_ms": 10.0}
+
 
 def timed(
     commands: dict[str, list[str]], env: dict[str, str] | None, runs: int
-) -> dict[str, float]:
-    """Median wall time of each command in milliseconds over ``runs`` runs (after one warm-up
+) -> dict[str, list[float]]:
+    """Wall times of each command in milliseconds over ``runs`` runs (after one warm-up
     each), the commands taking turns so that a busy moment of the machine falls on all alike."""
     samples: dict[str, list[float]] = {name: [] for name in commands}
     for i in range(runs + 1):
@@ -47,7 +54,22 @@ def timed(
                 )
             if i:
                 samples[name].append(elapsed)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return samples
+
+
+def canary_round_trip_ms(opsctl: str, env: dict[str, str], runs: int) -> float:
+    """The median canary round trip the gate itself reports (enqueue to completion)."""
+    trips = []
+    for _ in range(runs):
+        out = subprocess.run(
+            [opsctl, "deploy-gate", "--quiet", "--canary", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        trips.append(float(json.loads(out)["canary"]["roundTripMs"]))
+    return statistics.median(trips)
 
 
 def wrk(url: str, seconds: int = 10) -> dict[str, float] | None:
@@ -78,12 +100,9 @@ def main() -> None:
         help="the opsctl command to time (default: this checkout's editable install); the "
         "stack always runs this checkout's",
     )
+    parser.add_argument("--before", help="another opsctl to time beside it (an earlier install)")
     args = parser.parse_args()
-    opsctl = args.opsctl
-    # The floor and the stand-in gate run on the Python that runs the opsctl timed.
-    python = str(Path(opsctl).with_name("python"))
-    if not Path(python).exists():
-        python = sys.executable
+    installs = {"after": args.opsctl, **({"before": args.before} if args.before else {})}
 
     # An installed opsctl has its bytecode compiled by pip; an editable install under
     # PYTHONDONTWRITEBYTECODE=1 would compile every module on every start instead.
@@ -93,54 +112,52 @@ def main() -> None:
         check=True,
         stdout=subprocess.DEVNULL,
     )
+    result: dict[str, dict[str, float | None]] = {name: {} for name in installs}
     alone = timed(
         {
-            "py": [python, "-c", "import json"],
-            "version": [opsctl, "--version"],
-            "help": [opsctl, "--help"],
+            f"{name}:{what}": [opsctl, f"--{what}"]
+            for name, opsctl in installs.items()
+            for what in ("version", "help")
         },
         None,
         args.runs,
     )
-    py, version, help_ = alone["py"], alone["version"], alone["help"]
     with stack(args.redis_url) as env:
         beside = timed(
             {
-                "version": [opsctl, "--version"],
-                "gate": [opsctl, "deploy-gate", "--quiet"],
-                "floor": [python, str(root / "bench" / "_gate_floor.py")],
-                "canary": [opsctl, "deploy-gate", "--quiet", "--canary"],
+                f"{name}:{what}": [opsctl, "deploy-gate", "--quiet", *extra]
+                for name, opsctl in installs.items()
+                for what, extra in (("gate", []), ("canary", ["--canary"]))
             },
             env,
             args.runs,
         )
-        version_now, gate, floor, canary = (
-            beside["version"],
-            beside["gate"],
-            beside["floor"],
-            beside["canary"],
-        )
+        trips = {name: canary_round_trip_ms(opsctl, env, 5) for name, opsctl in installs.items()}
         http = wrk(f"{env['APP_URL']}/api/production/queue/heartbeat", args.wrk_seconds)
-    result = {
-        "python_import_json_ms": round(py, 1),
-        "opsctl_version_ms": round(version, 1),
-        "opsctl_help_ms": round(help_, 1),
-        "version_ratio": round(version / py, 2),
-        "help_ratio": round(help_ / py, 2),
-        "opsctl_version_beside_gate_ms": round(version_now, 1),
-        "deploy_gate_ms": round(gate, 1),
-        "deploy_gate_ratio_to_version": round(gate / version_now, 2),
-        "gate_floor_ms": round(floor, 1),
-        "gate_floor_ratio_to_version": round(floor / version_now, 2),
-        "deploy_gate_canary_ms": round(canary, 1),
-        "heartbeat_requests_per_s": round(http["requests_per_s"]) if http else None,
-        "heartbeat_p99_ms": round(http["p99_ms"], 2) if http else None,
-    }
+    for key, values in {**alone, **beside}.items():
+        name, what = key.split(":")
+        result[name][f"{what}_ms"] = round(statistics.median(values), 1)
+        result[name][f"{what}_p90_ms"] = round(statistics.quantiles(values, n=10)[-1], 1)
+    for name, trip in trips.items():
+        result[name]["canary_round_trip_ms"] = round(trip, 1)
+        canary = result[name]["canary_ms"]
+        assert canary is not None
+        result[name]["canary_beyond_round_trip_ms"] = round(canary - trip, 1)
+    result["after"]["heartbeat_requests_per_s"] = round(http["requests_per_s"]) if http else None
+    result["after"]["heartbeat_p99_ms"] = round(http["p99_ms"], 2) if http else None
     if args.json:
         print(json.dumps(result))
         return
-    for key, value in result.items():
-        print(f"{key:<32} {value}")
+    names = list(installs)
+    print(f"{'measure':<30}" + "".join(f"{n:>12}" for n in names))
+    for key in result["after"]:
+        row = "".join(f"{result[n].get(key)!s:>12}" for n in names)
+        print(f"{key:<30}{row}")
+    print(
+        f"targets: gate < {TARGETS_MS['gate']:.0f} ms, canary < {TARGETS_MS['gate']:.0f} ms + "
+        f"round trip, --help < {TARGETS_MS['help']:.0f} ms, heartbeat >= "
+        f"{HEARTBEAT_TARGET['requests_per_s']:,.0f}/s with p99 < {HEARTBEAT_TARGET['p99_ms']:g} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -66,19 +66,3 @@ def _stdout_works() -> bool:
 def _silence_stdout() -> None:
     with contextlib.suppress(OSError, ValueError):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-
-
-def exit_now(code: object) -> NoReturn:
-    """End a finished command at once: flush its output, then exit without the interpreter's
-    teardown, which frees every object of every module (about 7 ms of a 45 ms deploy gate).
-
-    Only for a command that has closed everything it opened: ``atexit`` handlers do not run.
-    """
-    status = code if isinstance(code, int) else (0 if code is None else EXIT_FAILED)
-    try:
-        sys.stdout.flush()
-    except OSError as exc:
-        output_lost(exc)
-    with contextlib.suppress(OSError, ValueError):
-        sys.stderr.flush()
-    os._exit(status)

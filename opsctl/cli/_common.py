@@ -16,6 +16,25 @@ def settings_from_env() -> Settings:
     return load_settings()
 
 
+def with_resolved_secrets(settings: Settings) -> Settings:
+    """The settings with ``OPSCTL_API_TOKEN`` resolved when it is a secret reference
+    (``aws:prod/opsctl#api_token``); unchanged, and without I/O, when it is not."""
+    if not settings.api_token_ref:
+        return settings
+    import asyncio
+
+    from opsctl.secrets import create_provider, resolve_settings
+
+    async def resolve() -> Settings:
+        provider = create_provider(settings)
+        try:
+            return await resolve_settings(settings, provider)
+        finally:
+            await provider.close()
+
+    return asyncio.run(resolve())
+
+
 def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
     sys.stdout.flush()

@@ -6,12 +6,13 @@ from typing import Annotated
 
 import typer
 
-from opsctl.cli._common import settings_from_env
+from opsctl.cli._common import settings_from_env, with_resolved_secrets
 
 EPILOG = (
     "Keys: 1-7 panes, j/k or arrows, / filter, r restart (or retry a dead letter), s stop, "
     "p/d promote/demote, f follow the log, ? help, q quit. Reads the supervisor of "
-    "OPSCTL_DATA_DIR, the queue, and the web daemon at --url; sends OPSCTL_API_TOKEN, when set."
+    "OPSCTL_DATA_DIR, the queue, and the web daemon at --url; sends OPSCTL_API_TOKEN, when "
+    "set, never in clear text to another machine (http:// to another host is refused)."
 )
 
 
@@ -30,28 +31,17 @@ def dashboard_cmd(
     import asyncio
 
     from opsctl.gate import GateOptions
-    from opsctl.settings import Settings
     from opsctl.tui.app import DashboardApp
     from opsctl.tui.sources import Sources
 
-    settings = settings_from_env()
-    base = url or settings.app_url
-    GateOptions(url=base).validate()  # the same rules as deploy-gate's --url
-
-    async def resolve() -> Settings:
-        if not settings.api_token_ref:
-            return settings
-        from opsctl.secrets import create_provider, resolve_settings
-
-        provider = create_provider(settings)
-        try:
-            return await resolve_settings(settings, provider)
-        finally:
-            await provider.close()
+    settings = with_resolved_secrets(settings_from_env())
+    base = settings.app_url if url is None else url
+    # The same rules as deploy-gate's --url, the token's included: never in clear text
+    # to another machine.
+    GateOptions(url=base, token=settings.api_token).validate()
 
     async def run() -> None:
-        resolved = await resolve()
-        async with Sources(resolved, url=base, token=resolved.api_token) as sources:
+        async with Sources(settings, url=base, token=settings.api_token) as sources:
             await DashboardApp(sources, refresh_s=refresh, read_only=read_only).run_async()
 
     asyncio.run(run())

@@ -1,21 +1,28 @@
-"""``opsctl deploy-gate``: the pipeline guard. Waits, then passes (0) or fails (1).
-
-Its options, help and usage errors live here, in Typer like every command; the work is in
-:mod:`opsctl.cli._gate_run`, which ``opsctl deploy-gate`` reaches without importing Typer.
-"""
+"""``opsctl deploy-gate``: the pipeline guard. Waits, then passes (0) or fails (1)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import sys
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from opsctl.cli._common import JSON_HELP
-from opsctl.cli._gate_run import INTERVAL_RANGE, INTERVAL_S, TIMEOUT_RANGE, TIMEOUT_S, GateArgs
+from opsctl.cli._checks import paint, render_checks
+from opsctl.cli._common import JSON_HELP, print_json, settings_from_env, with_resolved_secrets
+from opsctl.constants import (
+    DEPLOY_GATE_INTERVAL_RANGE_S,
+    DEPLOY_GATE_INTERVAL_S,
+    DEPLOY_GATE_TIMEOUT_RANGE_S,
+    DEPLOY_GATE_TIMEOUT_S,
+)
+
+if TYPE_CHECKING:
+    from opsctl.verdict import CheckResult
 
 EPILOG = (
     "Exit codes: 0 every check passed (warnings allowed), 1 a check still failed at the "
-    "timeout, 2 usage or configuration error. Sends OPSCTL_API_TOKEN, when set, to get details."
+    "timeout, 2 usage or configuration error. Sends OPSCTL_API_TOKEN, when set, to get "
+    "details; never in clear text to a host other than this machine (http:// is refused)."
 )
 
 
@@ -26,15 +33,19 @@ def deploy_gate_cmd(
     timeout: Annotated[
         float,
         typer.Option(
-            help="Give up after this many seconds.", min=TIMEOUT_RANGE[0], max=TIMEOUT_RANGE[1]
+            help="Give up after this many seconds.",
+            min=DEPLOY_GATE_TIMEOUT_RANGE_S[0],
+            max=DEPLOY_GATE_TIMEOUT_RANGE_S[1],
         ),
-    ] = TIMEOUT_S,
+    ] = DEPLOY_GATE_TIMEOUT_S,
     interval: Annotated[
         float,
         typer.Option(
-            help="Seconds between rounds of checks.", min=INTERVAL_RANGE[0], max=INTERVAL_RANGE[1]
+            help="Seconds between rounds of checks.",
+            min=DEPLOY_GATE_INTERVAL_RANGE_S[0],
+            max=DEPLOY_GATE_INTERVAL_RANGE_S[1],
         ),
-    ] = INTERVAL_S,
+    ] = DEPLOY_GATE_INTERVAL_S,
     canary: Annotated[
         bool, typer.Option("--canary", help="Also prove a worker completes a canary job.")
     ] = False,
@@ -42,21 +53,37 @@ def deploy_gate_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
 ) -> None:
     """Check the queue, the heartbeat and readiness endpoints, until all pass or time is up."""
-    from opsctl.cli import _gate_run
+    from opsctl.gate import GateOptions, run_gate
 
-    args = GateArgs(url, timeout, interval, canary, as_json, quiet)
-    code = _gate_run.execute(args)
-    if code:
-        raise typer.Exit(code)
+    settings = with_resolved_secrets(settings_from_env())
 
+    def progress(rounds: int, left: float, results: list[CheckResult]) -> None:
+        if quiet:
+            return
+        failing = "; ".join(f"{r.name}: {r.reason}" for r in results if r.status == "fail")
+        shown = f"{left:.1f}" if left < 10 else f"{left:.0f}"
+        sys.stderr.write(
+            f"deploy-gate: round {rounds} failed, retrying ({shown} s left): {failing}\n"
+        )
+        sys.stderr.flush()
 
-def standalone(args: list[str]) -> None:
-    """``opsctl deploy-gate`` as a one-command Typer app, for what the fast path leaves to
-    Typer (help, usage errors) without building every other command group."""
-    single = typer.Typer(
-        add_completion=False,
-        pretty_exceptions_enable=False,
-        context_settings={"help_option_names": ["-h", "--help"]},
+    options = GateOptions(
+        url=settings.app_url if url is None else url,
+        timeout_s=timeout,
+        interval_s=interval,
+        canary=canary,
+        token=settings.api_token,
     )
-    single.command(epilog=EPILOG)(deploy_gate_cmd)
-    single(args=args, prog_name="opsctl deploy-gate")
+    report = run_gate(settings, options, progress=progress)
+    if as_json:
+        print_json(report.to_json())
+    else:
+        render_checks(report.checks)
+        verdict = paint(report.status, sys.stdout)
+        ending = " (timed out)" if report.timed_out else ""
+        typer.echo(
+            f"deploy-gate: {verdict} after {report.rounds} round(s), "
+            f"{report.elapsed_s:.1f} s{ending} — {report.url}"
+        )
+    if report.status == "fail":
+        raise typer.Exit(1)

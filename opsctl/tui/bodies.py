@@ -37,13 +37,16 @@ def parse_health(url: str, features: Any, readiness: Any) -> HealthData:
         )
         for name, value in sorted(flags_active.items())
     )
+    # The health-check draft's shape: an array of objects a check (``output`` only when it
+    # warns or fails); a single object, as older daemons answered, reads the same.
     checks = tuple(
         ReadinessCheck(
             str(name),
-            str(_dict(check).get("status", "?")),
-            str(_dict(check).get("output", "")),
+            str(_dict(entry).get("status", "?")),
+            str(_dict(entry).get("output", "")),
         )
-        for name, check in _dict(_dict(readiness).get("checks")).items()
+        for name, entries in _dict(_dict(readiness).get("checks")).items()
+        for entry in (entries if isinstance(entries, list) else [entries])
     )
     environment = _dict(features).get("environment")
     return HealthData(

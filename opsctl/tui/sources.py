@@ -20,9 +20,8 @@ from redis.exceptions import RedisError
 
 from opsctl.constants import HEARTBEAT_PATH, PRODUCTION_READY_PATH, READINESS_PATH
 from opsctl.errors import OpsctlError
-from opsctl.gate import check_endpoint
+from opsctl.gate import HTTP_TIMEOUT_S, HttpAnswer, check_endpoint, describe_http_error
 from opsctl.health import snapshot_queue
-from opsctl.http_probe import HTTP_TIMEOUT_S, HttpAnswer, describe_http_error
 from opsctl.queue import QueueBackend, connect_queue
 from opsctl.settings import Settings
 from opsctl.supervisor import control
@@ -283,7 +282,11 @@ class Sources:
     async def gate(self) -> GateData:
         """One round of `opsctl deploy-gate`'s checks: the queue's, then the two endpoints."""
         snapshot = await self._snapshot()
-        results = queue_checks(snapshot, drain_threshold_s=self.settings.drain_threshold_s)
+        results = queue_checks(
+            snapshot,
+            drain_threshold_s=self.settings.drain_threshold_s,
+            production=self.settings.is_production,
+        )
         ready = PRODUCTION_READY_PATH if self.settings.is_production else READINESS_PATH
         endpoints = await asyncio.gather(
             check_endpoint(

@@ -1,34 +1,72 @@
-"""The root command: fast --version and --help that agree with the Typer app."""
+"""The root command: a lazy group whose help and version load no command module."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-import typer.main
 
 import opsctl
-from opsctl.cli._help import COMMANDS, root_help
-from opsctl.cli.app import app
+from opsctl.cli.app import COMMANDS, load_command
 from tests._support import OPSCTL, clean_env, run_opsctl, run_opsctl_to_full_disk
 
 
-def test_static_help_lists_exactly_the_registered_commands() -> None:
-    group = typer.main.get_command(app)
-    registered = {name: cmd.get_short_help_str(limit=300) for name, cmd in group.commands.items()}  # type: ignore[attr-defined]
-    assert dict(COMMANDS) == registered
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_each_summary_is_the_first_line_of_the_commands_own_help(name: str) -> None:
+    command = load_command(name)
+    assert command.name == name
+    assert COMMANDS[name].summary == command.get_short_help_str(limit=300)
 
 
-def test_help_and_version_answer_without_typer() -> None:
+def test_help_lists_every_command_and_version_answers() -> None:
     for flag in ("--help", "-h"):
         result = run_opsctl(flag)
-        assert result.returncode == 0
-        assert result.stdout == root_help()
+        assert result.returncode == 0, result.stderr
+        listed = result.stdout.split("Commands:", 1)[1]
+        for name in COMMANDS:
+            assert f"\n  {name} " in listed, name
     for flag in ("--version", "-V"):
         result = run_opsctl(flag)
         assert (result.returncode, result.stdout) == (0, f"opsctl {opsctl.__version__}\n")
+
+
+_LOADED = (
+    "import sys\n"
+    "from opsctl.cli import main\n"
+    "try:\n"
+    "    main(sys.argv[1:])\n"
+    "except SystemExit:\n"
+    "    pass\n"
+    "sys.stderr.write('LOADED ' + ' '.join(sorted(m for m in sys.modules"
+    " if m.startswith('opsctl.cli.'))) + '\\n')\n"
+)
+
+
+def loaded_cli_modules(*args: str, cwd: Path) -> set[str]:
+    ran = subprocess.run(
+        [sys.executable, "-c", _LOADED, *args],
+        env=clean_env({"OPSCTL_DATA_DIR": str(cwd / "data")}),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    [line] = [ln for ln in ran.stderr.splitlines() if ln.startswith("LOADED")]
+    return set(line.split()[1:])
+
+
+def test_the_root_help_imports_no_command_and_a_command_only_its_own(tmp_path: Path) -> None:
+    assert loaded_cli_modules("--help", cwd=tmp_path) == {"opsctl.cli.app"}
+    assert loaded_cli_modules("--version", cwd=tmp_path) == {"opsctl.cli.app"}
+    gate = loaded_cli_modules("deploy-gate", "--help", cwd=tmp_path)
+    assert gate - {"opsctl.cli._checks", "opsctl.cli._common"} == {
+        "opsctl.cli.app",
+        "opsctl.cli.gate",
+    }
 
 
 def test_typer_paths_still_work() -> None:
@@ -37,6 +75,7 @@ def test_typer_paths_still_work() -> None:
     assert run_opsctl("--version", "db").returncode == 0
     unknown = run_opsctl("frobnicate")
     assert unknown.returncode == 2 and "frobnicate" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,13 @@ def test_no_worker_fails_with_1(tmp_path: Path) -> None:
     report = json.loads(ran.stdout)
     assert (report["status"], report["backend"]) == ("fail", "sqlite")
     checks = {c["name"]: c for c in report["checks"]}
-    assert [c["name"] for c in report["checks"]] == ["queue", "workers", "draining", "dead_letters"]
+    assert [c["name"] for c in report["checks"]] == [
+        "queue",
+        "workers",
+        "draining",
+        "promotion",
+        "dead_letters",
+    ]
     assert checks["queue"]["status"] == "pass"
     assert checks["workers"]["status"] == "fail"
     assert checks["workers"]["reason"].startswith("no worker heartbeat is fresh")

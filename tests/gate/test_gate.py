@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from tests._support import Daemon, free_port
+from tests._support import OPSCTL, Daemon, clean_env, free_port
 from tests.conftest import SettingsFactory
 from tests.gate.conftest import add_worker_heartbeat, run_gate, self_signed_context
 
@@ -44,6 +44,7 @@ async def test_passes_with_a_live_worker(
         "queue",
         "workers",
         "draining",
+        "promotion",
         "dead_letters",
         "heartbeat",
         "readiness",
@@ -70,25 +71,28 @@ async def test_fails_with_1_when_no_worker_is_alive(
 async def test_waits_until_a_worker_appears(
     web_daemon: str, env: dict[str, str], make_settings: SettingsFactory, tmp_path: Path
 ) -> None:
-    gate = asyncio.create_task(
-        run_gate(
-            "--url",
-            web_daemon,
-            "--timeout",
-            "30",
-            "--interval",
-            "0.3",
-            "--json",
-            env=env,
-            cwd=tmp_path,
-        )
+    proc = await asyncio.create_subprocess_exec(
+        OPSCTL,
+        "deploy-gate",
+        "--url",
+        web_daemon,
+        "--timeout",
+        "60",
+        "--interval",
+        "0.3",
+        "--json",
+        env=clean_env(env),
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
-    await asyncio.sleep(1.5)
+    assert proc.stderr is not None
+    first = await asyncio.wait_for(proc.stderr.readline(), 30)  # a failed round, reported
+    assert b"round 1 failed, retrying" in first, first
     await add_worker_heartbeat(make_settings(**env))
-    ran = await gate
-    assert ran.code == 0, ran.stdout
-    assert json.loads(ran.stdout)["rounds"] >= 2
-    assert "round 1 failed, retrying" in ran.stderr
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, out
+    assert json.loads(out)["rounds"] >= 2
 
 
 async def test_canary_on_the_embedded_queue_is_run_by_a_real_worker(

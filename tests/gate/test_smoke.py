@@ -11,15 +11,16 @@ from pathlib import Path
 from opsctl.constants import HEARTBEAT_TTL_S
 from tests._support import Daemon, clean_env, free_port, run_opsctl
 
+# The documented guard (docs/operations/monitoring.md), fail-closed in sh, which has no pipefail.
 CURL_GUARD = (
-    'curl -fsS "$APP_URL/api/production/queue/heartbeat" | jq -e \'.status.status == "pass"\''
+    'test "$(curl -fsS "$APP_URL/api/production/queue/heartbeat" | jq -r .status.status)" = pass'
 )
 
 
 def curl_guard(app_url: str) -> subprocess.CompletedProcess[str]:
-    """The documented guard, exactly as written, run by bash."""
+    """The documented guard, exactly as written, run by sh as a CI step runs it."""
     return subprocess.run(
-        ["bash", "-o", "pipefail", "-c", CURL_GUARD],
+        ["sh", "-c", CURL_GUARD],
         env=clean_env({"APP_URL": app_url}),
         capture_output=True,
         text=True,
@@ -93,32 +94,3 @@ def test_stack_passes_the_gate_then_fails_when_workers_stop(
     assert guard.returncode != 0
     assert "503" in guard.stderr
     assert timers.proc.poll() is None and web.proc.poll() is None
-
-
-def test_killed_worker_fails_the_gate_within_twice_the_ttl(
-    daemons: Callable[..., Daemon], tmp_path: Path, redis_url: str, redis_prefix: str
-) -> None:
-    """A worker killed with SIGKILL cannot delete its heartbeat: the TTL must still catch it."""
-    port = free_port()
-    app_url = f"http://127.0.0.1:{port}"
-    env = {
-        "QUEUE_REDIS_URL": redis_url,
-        "OPSCTL_REDIS_PREFIX": redis_prefix,
-        "PORT": str(port),
-        "APP_URL": app_url,
-        "OPSCTL_DATA_DIR": str(tmp_path / "data"),
-    }
-    web = daemons("daemon", "web", env=env)
-    worker = daemons("daemon", "worker", env=env)
-    web.wait_http(f"{app_url}/api/health/live")
-    deadline = time.monotonic() + 30
-    while curl_guard(app_url).returncode != 0:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
-    worker.signal(9)
-    worker.proc.wait(5)
-    killed = time.monotonic()
-    while curl_guard(app_url).returncode == 0:
-        assert time.monotonic() - killed < 2 * HEARTBEAT_TTL_S, "heartbeat never went stale"
-        time.sleep(0.5)
-    assert time.monotonic() - killed >= 1.0  # it did go by the TTL, not at once

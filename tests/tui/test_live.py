@@ -96,6 +96,7 @@ async def test_every_pane_reads_the_platform(stack: Stack) -> None:
             "queue",
             "workers",
             "draining",
+            "promotion",
             "dead_letters",
             "heartbeat",
             "readiness",
