@@ -289,16 +289,25 @@ async def enqueue_due(store: Store, queue_for: QueueFor, *, now: float) -> list[
             continue
         job_id = occurrence_job_id(schedule.name, at)
         queue = await queue_for(schedule.queue)
-        await queue.enqueue(NewJob(kind=schedule.kind, payload=schedule.payload, job_id=job_id))
-        advanced = await store.execute(
-            "UPDATE schedules SET last_occurrence = $2, last_job_id = $3"
-            " WHERE name = $1 AND (last_occurrence IS NULL OR last_occurrence < $2)",
-            schedule.name,
-            at,
-            job_id,
-        )
-        # Another scheduler may have enqueued the same occurrence (the queue kept one job);
-        # whichever moved ``last_occurrence`` forward reports it.
-        if advanced:
+        # Claim the occurrence, enqueue it, then commit: a scheduler that loses the claim
+        # (another moved ``last_occurrence`` to it or past it) enqueues nothing and reports
+        # nothing, and one that fails to enqueue rolls its claim back. Each occurrence is thus
+        # reported by the one caller that enqueued it, even when a slow scheduler's claim
+        # comes after a faster one's claim of the next occurrence. A crash between the enqueue
+        # and the commit leaves the job for the next pass, whose enqueue of the same id adds
+        # nothing.
+        async with store.transaction() as tx:
+            claimed = await tx.execute(
+                "UPDATE schedules SET last_occurrence = $2, last_job_id = $3"
+                " WHERE name = $1 AND (last_occurrence IS NULL OR last_occurrence < $2)",
+                schedule.name,
+                at,
+                job_id,
+            )
+            if claimed:
+                await queue.enqueue(
+                    NewJob(kind=schedule.kind, payload=schedule.payload, job_id=job_id)
+                )
+        if claimed:
             enqueued.append(Occurrence(schedule.name, at, job_id))
     return enqueued
