@@ -6,7 +6,7 @@ outbox that one flusher acknowledges in batches; one renewer extends the leases 
 held, in one call, every lease/3; one watchdog cancels handlers past their timeout. Nothing
 here costs a round trip, a task or a timer per job.
 
-Shutdown (DESIGN.md §3): stop reserving at once, release the jobs not yet started, let running
+Shutdown (docs/deployment.md): stop reserving at once, release the jobs not yet started, let running
 ones finish until the drain deadline, release the rest.
 """
 

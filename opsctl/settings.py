@@ -34,7 +34,7 @@ _PREFIX_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything a process needs to know about its environment (DESIGN.md §2)."""
+    """Everything a process needs to know about its environment (the README's table)."""
 
     env: Env = "development"
     database_url: str = ""

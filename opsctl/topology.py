@@ -93,7 +93,7 @@ def daemon_type(
     )
 
 
-#: The platform's process types (DESIGN.md §3), in start order.
+#: The platform's process types (docs/deployment.md), in start order.
 TOPOLOGY: tuple[ProcessType, ...] = (
     daemon_type(
         "web",

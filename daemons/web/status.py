@@ -1,7 +1,7 @@
 """Status routes: ``GET /api/status/rate-limits``, the vendor limits derived for a topology.
 
-The answer is the JSON of ``opsctl rate-limits --json`` for the same values (DESIGN.md §6).
-It needs the operator token in production only, as DESIGN.md §4 says; a development stack
+The answer is the JSON of ``opsctl rate-limits --json`` for the same values (docs/connectors.md).
+It needs the operator token in production only, as docs/connectors.md says; a development stack
 answers anonymous requests even when a token is configured.
 """
 

@@ -1,5 +1,5 @@
 """Reverse-proxy lines for derived limits: nginx ``limit_req``/``limit_conn``, envoy
-``local_ratelimit``, each replica given ``1/M`` of the fleet's figures (DESIGN.md §6).
+``local_ratelimit``, each replica given ``1/M`` of the fleet's figures (docs/connectors.md).
 
 nginx keys a zone on the credential header when the vendor counts per credential, user or
 account, and on a constant, the connector id, for app, project or ip scopes (one budget for all

@@ -12,7 +12,7 @@ draws from one budget in one round trip a request; on the embedded SQLite queue 
 ``BEGIN IMMEDIATE`` transaction in the queue's own file (the processes of one machine share it,
 as they share the queue; the store may be PostgreSQL or another machine's).
 
-Budgets are the fleet figures of DESIGN.md §6 (:mod:`opsctl.connectors.ratelimits`; f = 0.8,
+Budgets are the fleet figures of docs/connectors.md (:mod:`opsctl.connectors.ratelimits`; f = 0.8,
 b = 0.2), in the policy's units:
 
 - ``fixed_window`` / ``sliding_window`` of L per W s: a bucket of ``C = floor(0.8·L·0.2)``

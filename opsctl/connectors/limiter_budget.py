@@ -1,6 +1,6 @@
 """The rate limiter's vocabulary: budgets, the charges a request makes on them, and counters.
 
-A :class:`Budget` is a policy's fleet figures (DESIGN.md §6); a :class:`Charge` names the
+A :class:`Budget` is a policy's fleet figures (docs/connectors.md); a :class:`Charge` names the
 budget one request draws on and its cost; a :class:`Grant` is a state's answer; a
 :class:`ConnectorCounters` is what operators see per connector.
 """
@@ -53,7 +53,7 @@ class Budget:
 
 
 def fleet_budget(policy: RateLimitPolicy) -> Budget:
-    """The fleet-level budget of DESIGN.md §6 for ``policy``, by the derivation's own formulas
+    """The fleet-level budget (docs/connectors.md) for ``policy``, by the derivation's own formulas
     (:mod:`opsctl.connectors.ratelimits`), so what ``opsctl rate-limits`` shows is what is
     enforced. Budgets are in the policy's units (a request is charged its cost). A policy
     without its kind's figures, or with a zero window, is a :class:`ConfigError`.

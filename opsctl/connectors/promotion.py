@@ -1,6 +1,6 @@
 """Promotion and demotion of connectors between stages, with the conditions for ``stable``.
 
-A connector becomes ``stable`` only when (DESIGN.md §6) its definition validates, an API
+A connector becomes ``stable`` only when (docs/connectors.md) its definition validates, an API
 client is registered for it and resolves through the secret provider, and its ``check``
 operation succeeds through the executor with those credentials (for oauth2, those of a given
 connection). Every condition is evaluated and reported at once; a refusal lists them all.

@@ -1,4 +1,4 @@
-"""Vendor rate limits derived for a topology: safe fleet and per-process figures (DESIGN.md §6).
+"""Vendor rate limits derived for a topology: safe fleet and per-process figures.
 
 For a limit ``L`` per window ``W`` seconds the fleet draws on a bucket of ``C = floor(f·L·b)``
 refilled at ``r = f·L·(1-b)/W`` (safety factor ``f``, burst share ``b``), so no window of ``W``

@@ -1,6 +1,6 @@
 """The validator of connector definitions: JSON Schema first, then the semantic checks.
 
-It reports every problem of a file in one run (STYLE.md rule 8), each with its line, column,
+It reports every problem of a file in one run, each with its line, column,
 JSON pointer, stable code (:data:`opsctl.connectors.findings.CODES`) and, for unknown keys and
 references, a "did you mean …?" hint. A file with no errors also yields its typed model.
 """

@@ -1,4 +1,5 @@
-"""The DESIGN.md §6 formulas on examples worked by hand, and a simulated bucket as a property."""
+"""The derivation formulas of docs/connectors.md on examples worked by hand, and a simulated
+bucket as a property."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 -- Admit one request under every policy that covers it, all or nothing, on the server clock.
 --
--- A policy's budget is the fleet bucket of DESIGN.md §6 (capacity C, refill r per second);
+-- A policy's budget is the fleet bucket of docs/connectors.md (capacity C, refill r per second);
 -- window policies also keep the window's own count under the safe cap floor(f*L) (fixed: per
 -- aligned window; sliding: the two-window approximation). A concurrency policy is a sorted
 -- set of leases scored by their expiry, so a crashed worker's lease lapses.
