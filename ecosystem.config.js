@@ -26,6 +26,8 @@ module.exports = {
       exp_backoff_restart_delay: 1000,
       min_uptime: 10000,
       max_restarts: 16,
+      // Exit status 2 is a configuration error: restarting cannot fix it.
+      stop_exit_codes: [2],
       env: { PYTHONUNBUFFERED: "1" },
       out_file: path.join(logDir, "web.out.log"),
       error_file: path.join(logDir, "web.err.log"),
@@ -45,6 +47,8 @@ module.exports = {
       exp_backoff_restart_delay: 1000,
       min_uptime: 10000,
       max_restarts: 16,
+      // Exit status 2 is a configuration error: restarting cannot fix it.
+      stop_exit_codes: [2],
       env: { PYTHONUNBUFFERED: "1" },
       out_file: path.join(logDir, "worker.out.log"),
       error_file: path.join(logDir, "worker.err.log"),
@@ -64,6 +68,8 @@ module.exports = {
       exp_backoff_restart_delay: 1000,
       min_uptime: 10000,
       max_restarts: 16,
+      // Exit status 2 is a configuration error: restarting cannot fix it.
+      stop_exit_codes: [2],
       env: { PYTHONUNBUFFERED: "1" },
       out_file: path.join(logDir, "scheduler.out.log"),
       error_file: path.join(logDir, "scheduler.err.log"),
@@ -83,6 +89,8 @@ module.exports = {
       exp_backoff_restart_delay: 1000,
       min_uptime: 10000,
       max_restarts: 16,
+      // Exit status 2 is a configuration error: restarting cannot fix it.
+      stop_exit_codes: [2],
       env: { PYTHONUNBUFFERED: "1" },
       out_file: path.join(logDir, "timers.out.log"),
       error_file: path.join(logDir, "timers.err.log"),
@@ -102,6 +110,8 @@ module.exports = {
       exp_backoff_restart_delay: 1000,
       min_uptime: 10000,
       max_restarts: 16,
+      // Exit status 2 is a configuration error: restarting cannot fix it.
+      stop_exit_codes: [2],
       env: { PYTHONUNBUFFERED: "1" },
       out_file: path.join(logDir, "encryption-rotation.out.log"),
       error_file: path.join(logDir, "encryption-rotation.err.log"),

@@ -12,7 +12,14 @@ import pytest
 import yaml
 from honcho.environ import parse_procfile  # type: ignore[import-untyped]
 
-from opsctl.manifests import ecosystem, fly_toml, procfile, render_all, render_yaml
+from opsctl.manifests import (
+    PRODUCTION_VARIABLES,
+    ecosystem,
+    fly_toml,
+    procfile,
+    render_all,
+    render_yaml,
+)
 from opsctl.topology import TOPOLOGY, ProcessType, daemon_type
 from tests._support import run_opsctl
 
@@ -90,7 +97,43 @@ def test_ecosystem_loads_in_node_with_one_app_per_type(
         assert app["kill_timeout"] > ptype.drain_deadline_s * 1000
         assert app["exp_backoff_restart_delay"] > 0
         assert app["env"] == {"PYTHONUNBUFFERED": "1"}
+        assert app["stop_exit_codes"] == [2]  # a configuration error is not restarted
         assert app["out_file"] == str(tmp_path / ".opsctl" / "logs" / f"{ptype.name}.out.log")
+
+
+def test_render_yaml_carries_every_production_variable() -> None:
+    [group] = yaml.safe_load(render_yaml())["envVarGroups"]
+    entries = {v.pop("key"): v for v in group["envVars"]}
+    # PORT is Render's to set; every other variable is in the group every service reads.
+    assert set(entries) == {v.name for v in PRODUCTION_VARIABLES if not v.platform_set}
+    for var in PRODUCTION_VARIABLES:
+        if var.platform_set:
+            continue
+        if var.value is not None:
+            expected: dict[str, object] = {"value": var.value}
+        elif var.generated:
+            expected = {"generateValue": True}
+        else:
+            expected = {"sync": False}  # Render asks for it on the first sync
+        assert entries[var.name] == expected, var.name
+    assert entries["OPSCTL_MASTER_KEY_REF"] == {"sync": False}
+    assert entries["OPSCTL_ENV"] == {"value": "production"}
+
+
+def test_fly_toml_sets_or_names_every_production_variable() -> None:
+    text = fly_toml()
+    env = tomllib.loads(text)["env"]
+    comment = text[text.index("# Secrets:") :].split("\n\n")[0]
+    named = {line.split()[1] for line in comment.splitlines() if line.startswith("#   ")}
+    for var in PRODUCTION_VARIABLES:
+        if var.value is not None:
+            assert env[var.name] == var.value
+        elif var.platform_set:
+            assert var.name in env  # PORT: the internal port of [http_service]
+        else:
+            assert var.name in named, f"fly.toml does not say to set the secret {var.name}"
+            assert var.name not in env  # a secret never sits in the file
+    assert "fly secrets set" in comment
 
 
 def test_the_committed_manifests_match_the_topology() -> None:
