@@ -11,13 +11,12 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import asyncpg
 import pytest
-import redis
 from aiohttp import web
 
 from daemons.web import create_app
 from opsctl.settings import Settings, load_settings
 from opsctl.store import Store, connect
-from tests._support import ADMIN_PG_URL, REDIS_URL, Daemon, PrivateRedis
+from tests._support import ADMIN_PG_URL, REDIS_URL, Daemon, PrivateRedis, delete_redis_prefix
 
 SettingsFactory = Callable[..., Settings]
 
@@ -48,13 +47,7 @@ def redis_prefix() -> Iterator[str]:
     """A key prefix no other test uses; its keys are deleted afterwards."""
     prefix = f"opsctl-test-{uuid.uuid4().hex[:12]}"
     yield prefix
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    delete_redis_prefix(prefix)
 
 
 @pytest.fixture

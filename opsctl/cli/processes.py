@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -121,19 +122,42 @@ def _fleet_json(snapshot: QueueSnapshot) -> dict[str, Any]:
             "oldestDueAgeSeconds": round(stats.oldest_due_age_s, 3),
         },
         "queueError": snapshot.error,
-        "heartbeats": [
-            {
-                "id": v.heartbeat.id,
-                "role": v.heartbeat.role,
-                "live": v.live,
-                "lastSeenSecondsAgo": round(v.age_s, 1),
-                "inFlight": v.heartbeat.in_flight,
-                "processed": v.heartbeat.processed,
-                "version": v.heartbeat.version,
-            }
-            for v in _sorted(snapshot)
-        ],
+        "heartbeats": [heartbeat_json(v) for v in _sorted(snapshot)],
     }
+
+
+def heartbeat_json(view: HeartbeatView) -> dict[str, Any]:
+    """One process's heartbeat as ``status --json`` and ``workers list --json`` show it."""
+    beat = view.heartbeat
+    return {
+        "id": beat.id,
+        "role": beat.role,
+        "live": view.live,
+        "lastSeenSecondsAgo": round(view.age_s, 1),
+        "lastSeenAt": view.last_seen,
+        "startedAt": beat.started_at,
+        "inFlight": beat.in_flight,
+        "processed": beat.processed,
+        "version": beat.version,
+    }
+
+
+def print_heartbeats(views: Sequence[HeartbeatView], *, id_header: str = "HEARTBEAT") -> None:
+    """The heartbeats as a table, in the order given."""
+    rows = [
+        [
+            v.heartbeat.id,
+            v.heartbeat.role,
+            "live" if v.live else "stale",
+            age_text(v.age_s) + " ago",
+            str(v.heartbeat.in_flight),
+            str(v.heartbeat.processed),
+            v.heartbeat.version,
+        ]
+        for v in views
+    ]
+    headers = [id_header, "ROLE", "STATE", "LAST SEEN", "IN FLIGHT", "PROCESSED", "VERSION"]
+    print_table(headers, rows)
 
 
 def _sorted(snapshot: QueueSnapshot) -> list[HeartbeatView]:
@@ -156,21 +180,7 @@ def _print_fleet(snapshot: QueueSnapshot) -> None:
         typer.echo("heartbeats: none (no opsctl process is running against this queue)")
         return
     typer.echo("")
-    rows = [
-        [
-            v.heartbeat.id,
-            v.heartbeat.role,
-            "live" if v.live else "stale",
-            age_text(v.age_s) + " ago",
-            str(v.heartbeat.in_flight),
-            str(v.heartbeat.processed),
-            v.heartbeat.version,
-        ]
-        for v in _sorted(snapshot)
-    ]
-    print_table(
-        ["HEARTBEAT", "ROLE", "STATE", "LAST SEEN", "IN FLIGHT", "PROCESSED", "VERSION"], rows
-    )
+    print_heartbeats(_sorted(snapshot))
 
 
 def restart_cmd(target: Target, as_json: JsonFlag = False) -> None:

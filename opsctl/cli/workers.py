@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from opsctl.cli._common import JSON_HELP, print_json, settings_from_env
+from opsctl.cli.processes import heartbeat_json, print_heartbeats
 from opsctl.constants import HEARTBEAT_FORGET_S, HEARTBEAT_TTL_S
 from opsctl.errors import UsageError
 
@@ -39,21 +40,6 @@ def _run(action: Callable[[QueueBackend], Awaitable[T]]) -> T:
     return asyncio.run(body())
 
 
-def _view_json(view: HeartbeatView) -> dict[str, Any]:
-    beat = view.heartbeat
-    return {
-        "id": beat.id,
-        "role": beat.role,
-        "live": view.live,
-        "lastSeenSecondsAgo": round(view.age_s, 1),
-        "lastSeenAt": view.last_seen,
-        "startedAt": beat.started_at,
-        "inFlight": beat.in_flight,
-        "processed": beat.processed,
-        "version": beat.version,
-    }
-
-
 @app.command("list")
 def list_cmd(
     all_roles: Annotated[
@@ -79,32 +65,18 @@ def list_cmd(
     if as_json:
         print_json(
             {
-                "processes": [_view_json(v) for v in views],
+                "processes": [heartbeat_json(v) for v in views],
                 "live": live,
                 "stale": len(views) - live,
             }
         )
         return
-    from opsctl.cli.processes import age_text, print_table
-
     what = "processes" if all_roles else "workers"
     if not views:
         hint = "" if all_roles else " (--all lists every role)"
         typer.echo(f"no {what} beating against this queue{hint}")
         return
-    rows = [
-        [
-            v.heartbeat.id,
-            v.heartbeat.role,
-            "live" if v.live else "stale",
-            age_text(v.age_s) + " ago",
-            str(v.heartbeat.in_flight),
-            str(v.heartbeat.processed),
-            v.heartbeat.version,
-        ]
-        for v in views
-    ]
-    print_table(["ID", "ROLE", "STATE", "LAST SEEN", "IN FLIGHT", "PROCESSED", "VERSION"], rows)
+    print_heartbeats(views, id_header="ID")
     typer.echo(f"\n{live} live, {len(views) - live} stale {what}")
 
 

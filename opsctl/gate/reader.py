@@ -3,7 +3,7 @@
 
 On Redis it runs the daemons' own ``stats.lua`` and ``heartbeats.lua`` through redis-py's
 synchronous client, in one round trip, and parses them as the asyncio backend does
-(:mod:`opsctl.queue._redis_codec`); the canary is enqueued with ``enqueue.lua``. The embedded
+(:mod:`opsctl.queue.redis_codec`); the canary is enqueued with ``enqueue.lua``. The embedded
 SQLite queue is read through its asyncio backend on a private event loop. Both give the same
 :class:`~opsctl.verdict.QueueSnapshot`.
 """
@@ -25,7 +25,8 @@ from opsctl.constants import DEFAULT_QUEUE, HEARTBEAT_FORGET_S, HEARTBEAT_TTL_S,
 from opsctl.errors import OpsctlError, QueueError, QueueUnavailable
 from opsctl.health import snapshot_queue
 from opsctl.queue import connect_queue
-from opsctl.queue._redis_codec import (
+from opsctl.queue.base import JobInfo, NewJob, check_positive
+from opsctl.queue.redis_codec import (
     JSON,
     WAKE_CAP,
     QueueKeys,
@@ -36,7 +37,6 @@ from opsctl.queue._redis_codec import (
     parse_heartbeats,
     parse_stats,
 )
-from opsctl.queue.base import JobInfo, NewJob, check_positive
 from opsctl.settings import Settings, redact_url
 from opsctl.verdict import QueueSnapshot
 

@@ -36,19 +36,6 @@ from opsctl.constants import (
     RESULT_TTL_S,
 )
 from opsctl.errors import QueueError, QueueUnavailable
-from opsctl.queue._redis_codec import (
-    JSON,
-    WAKE_CAP,
-    QueueKeys,
-    dump,
-    encode_job,
-    job_info,
-    lua,
-    parse_heartbeats,
-    parse_stats,
-    printable,
-    relative,
-)
 from opsctl.queue.base import (
     DeferOutcome,
     FailOutcome,
@@ -60,6 +47,19 @@ from opsctl.queue.base import (
     QueueStats,
     check_positive,
     check_process_ids,
+)
+from opsctl.queue.redis_codec import (
+    JSON,
+    WAKE_CAP,
+    QueueKeys,
+    dump,
+    encode_job,
+    job_info,
+    lua,
+    parse_heartbeats,
+    parse_stats,
+    printable,
+    relative,
 )
 from opsctl.settings import Settings, redact_url
 

@@ -66,17 +66,19 @@ def test_without_a_supervisor_a_healthy_fleet_exits_0(env: dict[str, str], tmp_p
     assert [c["name"] for c in body["checks"]] == CHECKS
     assert body["queue"]["backend"] == "redis"
     assert (body["queue"]["waiting"], body["queue"]["delayedDue"]) == (1, 0)
-    assert body["heartbeats"] == [
-        {
-            "id": "far-away:12",
-            "role": "worker",
-            "live": True,
-            "lastSeenSecondsAgo": body["heartbeats"][0]["lastSeenSecondsAgo"],
-            "inFlight": 2,
-            "processed": 40,
-            "version": "0.1.0",
-        }
-    ]
+    [beat] = body["heartbeats"]
+    assert beat == {
+        "id": "far-away:12",
+        "role": "worker",
+        "live": True,
+        "lastSeenSecondsAgo": beat["lastSeenSecondsAgo"],
+        "lastSeenAt": beat["lastSeenAt"],
+        "startedAt": beat["startedAt"],
+        "inFlight": 2,
+        "processed": 40,
+        "version": "0.1.0",
+    }
+    assert beat["startedAt"] <= beat["lastSeenAt"]
     text = run_opsctl("status", env=env, cwd=tmp_path)
     assert text.returncode == 0 and text.stderr == ""
     lines = text.stdout.splitlines()

@@ -22,11 +22,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
-import redis
 
 from opsctl.manifests import PRODUCTION_VARIABLES
 from opsctl.topology import RESTART_POLICY
-from tests._support import ADMIN_PG_URL, REDIS_URL, free_port
+from tests._support import ADMIN_PG_URL, REDIS_URL, delete_redis_prefix, free_port
 from tests.docs._blocks import REPO, Block, extract, shell_blocks
 from tests.docs._shell import MARK, base_env, port_and_etc, substitute, terminal
 from tests.topology.conftest import kill_marked
@@ -77,13 +76,7 @@ def database() -> Iterator[str]:
 def redis_prefix() -> Iterator[str]:
     prefix = f"opsctl-docs-{uuid.uuid4().hex[:12]}"
     yield prefix
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    delete_redis_prefix(prefix)
 
 
 def sections_with_blocks() -> dict[str, list[Block]]:

@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import redis
 
-from tests._support import REDIS_URL, Daemon, free_port
+from tests._support import REDIS_URL, Daemon, delete_redis_prefix, free_port
 from tests.docs._blocks import REPO, Block, all_shell_blocks, documents, shell_blocks
 from tests.docs._shell import base_env, port_and_etc, run_literal, terminal, wait_heartbeat
 
@@ -75,13 +74,7 @@ def _fleet(root: Path, name: str, roles: tuple[str, ...]) -> Iterator[Fleet]:
     finally:
         for daemon in reversed(daemons):
             daemon.stop()
-        client = redis.Redis.from_url(REDIS_URL)
-        try:
-            keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-            if keys:
-                client.delete(*keys)
-        finally:
-            client.close()
+        delete_redis_prefix(prefix)
 
 
 @pytest.fixture(scope="module")

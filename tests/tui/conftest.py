@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from textual.pilot import Pilot
 
 from opsctl.settings import Settings, load_settings
 from opsctl.tui.app import DashboardApp
-from tests._support import REDIS_URL, clean_env, free_port
+from tests._support import REDIS_URL, clean_env, delete_redis_prefix, free_port
 from tests.topology.conftest import Up
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,13 +66,7 @@ def stack() -> Iterator[Stack]:
         yield Stack(up, env)
     finally:
         up.close()
-        client = redis.Redis.from_url(REDIS_URL)
-        try:
-            keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-            if keys:
-                client.delete(*keys)
-        finally:
-            client.close()
+        delete_redis_prefix(prefix)
         shutil.rmtree(home, ignore_errors=True)
 
 
