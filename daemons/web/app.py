@@ -9,7 +9,16 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from daemons.web import connectors, executions, health, metrics, openapi, production, status
-from daemons.web.keys import KEYRING, KEYRING_ERROR, QUEUE, SECRETS, SETTINGS, STARTED_AT, STORE
+from daemons.web.keys import (
+    HEARTBEAT_READS,
+    KEYRING,
+    KEYRING_ERROR,
+    QUEUE,
+    SECRETS,
+    SETTINGS,
+    STARTED_AT,
+    STORE,
+)
 from daemons.web.middleware import request_context
 from opsctl.queue import connect_queue
 from opsctl.queue.heartbeat import HeartbeatWriter
@@ -32,6 +41,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[request_context], client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
     app[STARTED_AT] = time.time()
+    app[HEARTBEAT_READS] = {}
     app.cleanup_ctx.append(_secrets_ctx)
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_queue_ctx)

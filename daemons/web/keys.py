@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from opsctl.crypto import Keyring
@@ -9,6 +11,7 @@ from opsctl.queue import QueueBackend
 from opsctl.secrets import SecretProvider
 from opsctl.settings import Settings
 from opsctl.store import Store
+from opsctl.verdict import QueueSnapshot
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
@@ -18,3 +21,5 @@ SECRETS = web.AppKey("secrets", SecretProvider)
 KEYRING = web.AppKey("keyring", Keyring)
 """Set when the keyring opened at start-up; otherwise KEYRING_ERROR says why."""
 KEYRING_ERROR = web.AppKey("keyring_error", str)
+HEARTBEAT_READS = web.AppKey("heartbeat_reads", dict[bool, "asyncio.Future[QueueSnapshot]"])
+"""The queue reads under way for the heartbeat, detailed or not: overlapping polls share one."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import urllib.error
@@ -11,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import redis
 
 from opsctl.queue import Heartbeat, NewJob, connect_queue
 from opsctl.settings import Settings
-from tests._support import Daemon, free_port
+from tests._support import Daemon, PrivateRedis, free_port
 from tests.conftest import Serve, SettingsFactory
 
 TOKEN = "operator-token-0123456789abcdef"
@@ -230,3 +232,32 @@ def test_two_web_daemons_with_different_master_keys_on_one_database(
     )
     assert _ready(first_base)[0] == 200  # the first is not affected
     assert second.stop() == 0 and first.stop() == 0
+
+
+async def test_overlapping_heartbeat_polls_share_one_read_of_the_queue(
+    serve: Serve,
+    http: aiohttp.ClientSession,
+    make_settings: SettingsFactory,
+    private_redis: PrivateRedis,
+) -> None:
+    """Many pollers at once (platform checks, gates, dashboards) cost one round of Redis calls,
+    and each still gets an answer read after it was sent."""
+    settings = make_settings(QUEUE_REDIS_URL=private_redis.url, OPSCTL_API_TOKEN=TOKEN)
+    base = await serve(settings)
+    await add_worker(settings)
+    client = redis.Redis(port=private_redis.port)
+    try:
+        client.config_resetstat()
+        answers = await asyncio.gather(
+            *(get(http, f"{base}/api/production/queue/heartbeat") for _ in range(20))
+        )
+        assert [status for status, _ in answers] == [200] * 20
+        assert {body["status"]["status"] for _, body in answers} == {"pass"}
+        reads = client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+    finally:
+        client.close()
+    # Two scripts a read (stats, heartbeats): twenty reads would be forty calls.
+    assert 2 <= reads < 20, reads
+    await add_worker(settings, pid=4343)  # a read after the burst sees the state of now
+    status, body = await get(http, f"{base}/api/production/queue/heartbeat", headers=AUTH)
+    assert status == 200 and body["workers"]["alive"] == 2
