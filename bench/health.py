@@ -5,7 +5,9 @@
 
 Measured side by side in one run, the commands of a group taking turns run by run, and
 reported as medians (a noisy shared machine then weighs on all of them alike):
-- ``opsctl --version`` and ``opsctl --help``;
+- ``python -c pass`` (the interpreter's start: how fast the machine is during the run), the
+  gate's libraries imported alone (the floor of any gate on them), ``opsctl --version`` and
+  ``opsctl --help``;
 - ``opsctl deploy-gate`` against a healthy local stack (web, worker, timers on Redis), with and
   without ``--canary``; the canary's own round trip is read from the gate's ``--json`` report,
   so the command's cost beyond it can be told apart;
@@ -30,9 +32,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _stack import OPSCTL, stack
+from _stack import OPSCTL, free_port, processes, stack, wait_until_answers
 
 TARGETS_MS = {"gate": 500.0, "help": 300.0}
+LIBRARIES = "import typer, typer._adapters, redis, http.client, concurrent.futures"
 HEARTBEAT_TARGET = {"requests_per_s": 2000.0, "p99_ms": 10.0}
 
 
@@ -113,15 +116,19 @@ def main() -> None:
         stdout=subprocess.DEVNULL,
     )
     result: dict[str, dict[str, float | None]] = {name: {} for name in installs}
-    alone = timed(
-        {
-            f"{name}:{what}": [opsctl, f"--{what}"]
-            for name, opsctl in installs.items()
-            for what in ("version", "help")
-        },
-        None,
-        args.runs,
-    )
+    commands = {
+        f"{name}:{what}": [opsctl, f"--{what}"]
+        for name, opsctl in installs.items()
+        for what in ("version", "help")
+    }
+    # The interpreter's own start beside them: the machine's speed at the time of the run; and
+    # the libraries the gate stands on, imported alone: Typer (whose option parsing builds
+    # pydantic adapters), redis-py (which imports its asyncio client too), http.client and the
+    # thread pool. What the gate takes beyond that floor is opsctl's own.
+    python = str(Path(args.opsctl).with_name("python"))
+    commands["after:python"] = [python, "-c", "pass"]
+    commands["after:libraries"] = [python, "-c", LIBRARIES]
+    alone = timed(commands, None, args.runs)
     with stack(args.redis_url) as env:
         beside = timed(
             {
@@ -133,7 +140,17 @@ def main() -> None:
             args.runs,
         )
         trips = {name: canary_round_trip_ms(opsctl, env, 5) for name, opsctl in installs.items()}
-        http = wrk(f"{env['APP_URL']}/api/production/queue/heartbeat", args.wrk_seconds)
+        heartbeat = "/api/production/queue/heartbeat"
+        http = {"after": wrk(f"{env['APP_URL']}{heartbeat}", args.wrk_seconds)}
+        if args.before:
+            # The earlier install's web daemon beside this one, on the same Redis and fleet.
+            port = free_port()
+            other = {**env, "PORT": str(port)}
+            with processes([[args.before, "daemon", "web"]], other, None):
+                url = f"http://127.0.0.1:{port}{heartbeat}"
+                wait_until_answers(url, "the earlier install's web daemon")
+                http["before"] = wrk(url, args.wrk_seconds)
+                http["after (again)"] = wrk(f"{env['APP_URL']}{heartbeat}", args.wrk_seconds)
     for key, values in {**alone, **beside}.items():
         name, what = key.split(":")
         result[name][f"{what}_ms"] = round(statistics.median(values), 1)
@@ -143,15 +160,17 @@ def main() -> None:
         canary = result[name]["canary_ms"]
         assert canary is not None
         result[name]["canary_beyond_round_trip_ms"] = round(canary - trip, 1)
-    result["after"]["heartbeat_requests_per_s"] = round(http["requests_per_s"]) if http else None
-    result["after"]["heartbeat_p99_ms"] = round(http["p99_ms"], 2) if http else None
+    for name, figures in http.items():
+        measured = result.setdefault(name, {})
+        measured["heartbeat_requests_per_s"] = round(figures["requests_per_s"]) if figures else None
+        measured["heartbeat_p99_ms"] = round(figures["p99_ms"], 2) if figures else None
     if args.json:
         print(json.dumps(result))
         return
-    names = list(installs)
-    print(f"{'measure':<30}" + "".join(f"{n:>12}" for n in names))
-    for key in result["after"]:
-        row = "".join(f"{result[n].get(key)!s:>12}" for n in names)
+    names = list(result)
+    print(f"{'measure':<30}" + "".join(f"{n:>15}" for n in names))
+    for key in sorted(set().union(*(result[n] for n in names)), key=list(result["after"]).index):
+        row = "".join(f"{result[n].get(key)!s:>15}" for n in names)
         print(f"{key:<30}{row}")
     print(
         f"targets: gate < {TARGETS_MS['gate']:.0f} ms, canary < {TARGETS_MS['gate']:.0f} ms + "
